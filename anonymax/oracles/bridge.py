@@ -1,0 +1,93 @@
+"""The bridge from a jitted step to a black-box oracle: one host callback per step.
+
+Inside `jax.jit` the anonymized visuals of a step (both perturbed anonymizations, 2B samples) leave the
+device through a single `jax.experimental.io_callback`; on the host they are quantised to uint8 (what an
+upload would carry), paired with their `Query` by example index, and scored by the oracle. The callback
+body uses numpy only, returns arrays of exactly the declared shapes and never raises: whatever goes wrong
+becomes a per-sample status, and the trainer skips (and counts) those samples.
+
+Only what the caller passes in crosses the callback. The trainer passes anonymizer outputs and nothing
+else, so raw pixels never reach an oracle (tested with a spy oracle).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
+
+from anonymax.oracles.base import (
+    STATUS_FAILED,
+    STATUS_INVALID,
+    STATUS_OK,
+    Oracle,
+    OracleOutput,
+    Query,
+    to_uint8,
+)
+
+
+class OracleBridge:
+  """Calls an `Oracle` from jitted code.
+
+  Example:
+    >>> bridge = OracleBridge(oracle, split.queries)
+    >>> losses, status = jax.jit(bridge)(anonymized, example_ids)
+
+  Attributes:
+    oracle: the black box.
+    queries: the query of every example id the step may pass.
+    last_answers: the answer texts of the most recent call (host side; for logging and samples).
+    seconds: host seconds spent inside the oracle, summed over calls.
+    samples: samples sent to the oracle, summed over calls.
+  """
+
+  def __init__(self, oracle: Oracle, queries: Sequence[Query], *, ordered: bool = True):
+    self.oracle = oracle
+    self.queries = list(queries)
+    self.ordered = ordered
+    self.last_answers: list[str] = []
+    self.seconds = 0.0
+    self.samples = 0
+
+  def host_fn(self, visuals: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The callback body: numpy in, (losses float32 [N], status int32 [N]) out; never raises."""
+    n = int(np.shape(indices)[0])
+    start = time.perf_counter()
+    try:
+      indices = np.asarray(indices).astype(np.int64).reshape(n)
+      if np.any(indices < 0) or np.any(indices >= len(self.queries)):
+        raise IndexError(f"example id out of range [0, {len(self.queries)})")
+      queries = [self.queries[i] for i in indices]
+      out = self.oracle.query(to_uint8(np.asarray(visuals)), queries)
+      losses = np.asarray(out.losses, np.float32).reshape(n)
+      status = np.asarray(out.status, np.int32).reshape(n)
+      # A non-finite loss can never be used for a gradient: mark it, whatever the oracle said.
+      bad = ~np.isfinite(losses)
+      status = np.where(bad & (status == STATUS_OK), STATUS_INVALID, status).astype(np.int32)
+      losses = np.where(status == STATUS_OK, losses, 0.0).astype(np.float32)
+      answers = list(out.answers)[:n]
+    except Exception as e:  # noqa: BLE001 — the contract is "never raise" inside a callback.
+      logging.warning("oracle call failed for %d samples: %s: %s", n, type(e).__name__, e)
+      failed = OracleOutput.failed(n, STATUS_FAILED)
+      losses, status, answers = failed.losses, failed.status, failed.answers
+    self.seconds += time.perf_counter() - start
+    self.samples += n
+    self.last_answers = answers
+    return losses, status
+
+  def __call__(self, visuals: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Scores `visuals` (float in [0, 1] or uint8, leading axis N) for example ids `indices` [N]."""
+    n = indices.shape[0]
+    if visuals.shape[0] != n:
+      raise ValueError(f"visuals have {visuals.shape[0]} samples but indices {n}")
+    shapes = (
+        jax.ShapeDtypeStruct((n,), jnp.float32),
+        jax.ShapeDtypeStruct((n,), jnp.int32),
+    )
+    return io_callback(self.host_fn, shapes, visuals, indices, ordered=self.ordered)

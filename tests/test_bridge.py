@@ -1,0 +1,82 @@
+"""The host-callback bridge: never raises, marks bad samples, passes exactly what it is given."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from anonymax.oracles import STATUS_FAILED, STATUS_INVALID, STATUS_OK, OracleOutput, OracleStats, Query
+from anonymax.oracles.bridge import OracleBridge
+
+
+class MeanBrightnessOracle:
+  """Loss = |mean pixel / 255 − target|, target parsed from the answer; records what it receives."""
+
+  name = "mean-brightness"
+  loss = "vqa"
+
+  def __init__(self, fail_ids=(), nan_ids=(), explode=False):
+    self.stats = OracleStats()
+    self.received = []
+    self.fail_ids, self.nan_ids, self.explode = set(fail_ids), set(nan_ids), explode
+
+  def query(self, visuals, queries):
+    if self.explode:
+      raise RuntimeError("connection reset")
+    self.received.append(np.array(visuals))
+    n = len(queries)
+    losses = np.zeros(n, np.float32)
+    status = np.zeros(n, np.int32)
+    for i, q in enumerate(queries):
+      target = float(q.answers[0])
+      losses[i] = abs(visuals[i].mean() / 255.0 - target)
+      if q.prompt in self.fail_ids:
+        status[i] = STATUS_FAILED
+      if q.prompt in self.nan_ids:
+        losses[i] = np.nan
+    self.stats.calls += n
+    return OracleOutput(losses, status, [str(v) for v in losses])
+
+
+QUERIES = [Query(f"q{i}", (str(t),)) for i, t in enumerate([0.0, 0.5, 1.0, 0.25])]
+
+
+def test_losses_inside_jit_match_hand_values():
+  oracle = MeanBrightnessOracle()
+  bridge = OracleBridge(oracle, QUERIES)
+  visuals = jnp.stack([jnp.full((4, 4, 3), v) for v in (0.2, 0.2, 0.6, 1.0)])
+  ids = jnp.array([0, 1, 2, 3], jnp.int32)
+  losses, status = jax.jit(bridge)(visuals, ids)
+  # uint8 quantisation: 0.2 → 51 → 0.2, 0.6 → 153 → 0.6, 1.0 → 255.
+  np.testing.assert_allclose(np.asarray(losses), [0.2, 0.3, 0.4, 0.75], atol=1e-6)
+  assert np.asarray(status).tolist() == [STATUS_OK] * 4
+  assert oracle.received[0].dtype == np.uint8
+  assert bridge.samples == 4
+
+
+def test_failed_and_non_finite_samples_are_marked_and_zeroed():
+  oracle = MeanBrightnessOracle(fail_ids={"q1"}, nan_ids={"q2"})
+  bridge = OracleBridge(oracle, QUERIES)
+  losses, status = bridge.host_fn(np.full((4, 2, 2, 3), 0.5, np.float32), np.arange(4))
+  assert status.tolist() == [STATUS_OK, STATUS_FAILED, STATUS_INVALID, STATUS_OK]
+  assert losses[1] == 0.0 and losses[2] == 0.0
+  assert losses.dtype == np.float32 and status.dtype == np.int32
+
+
+def test_an_oracle_exception_becomes_failed_status_not_a_crash():
+  bridge = OracleBridge(MeanBrightnessOracle(explode=True), QUERIES)
+  losses, status = jax.jit(bridge)(jnp.zeros((2, 2, 2, 3)), jnp.array([0, 1], jnp.int32))
+  assert np.asarray(status).tolist() == [STATUS_FAILED, STATUS_FAILED]
+  assert np.all(np.asarray(losses) == 0)
+
+
+def test_out_of_range_ids_fail_without_raising():
+  bridge = OracleBridge(MeanBrightnessOracle(), QUERIES)
+  _, status = bridge.host_fn(np.zeros((2, 2, 2, 3), np.float32), np.array([0, 7]))
+  assert status.tolist() == [STATUS_FAILED, STATUS_FAILED]
+
+
+def test_mismatched_batch_is_a_clear_error():
+  bridge = OracleBridge(MeanBrightnessOracle(), QUERIES)
+  with pytest.raises(ValueError, match="3 samples but indices 2"):
+    bridge(jnp.zeros((3, 2, 2, 3)), jnp.array([0, 1], jnp.int32))
