@@ -1,0 +1,130 @@
+"""The anonymizer f_A: a U-Net (Ronneberger et al., MICCAI 2015) that starts as the identity.
+
+The paper builds f_A on the U-Net, as the adversarial anonymization line of work does (Wu et al.
+2020, SPAct by Dave et al. 2022, Peng et al. 2023); the default widths (64, 128, 256, 512, 512)
+are theirs. Two changes make it fit a black-box training loop:
+
+* GroupNorm only, and no conv biases in front of it: one image's output never depends on the
+  rest of its batch, so oracle caching and evaluation are exact.
+* A residual output that starts near the identity,
+
+      f_A(x) = clip(x + W_out * h(x) + b_out, 0, 1),
+
+  with W_out initialised small (not zero): at initialisation f_A(x) ~ x (PSNR well above 30 dB),
+  so the black-box MLLM first sees clean images, while every layer still receives a non-zero
+  gradient through W_out (the privacy loss is backpropagated through f_A, and SPSA perturbs
+  every parameter).
+
+Images are [B, H, W, C] in [0, 1]; clips [B, T, H, W, C] are anonymized frame by frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from anonymax.models.norm import num_groups
+
+
+class ConvBlock(nn.Module):
+  """Two (3x3 conv -> GroupNorm -> swish) layers, the U-Net's unit at every level.
+
+  Attributes:
+    features: output channels of both convolutions.
+    groups: requested GroupNorm groups (clipped to a divisor of `features`).
+    dtype: computation dtype.
+  """
+
+  features: int
+  groups: int = 8
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    g = num_groups(self.groups, self.features)
+    for i in range(2):
+      # No bias: the following GroupNorm's own bias makes it redundant, and a redundant bias
+      # would get a (numerically) zero gradient.
+      x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv_{i}")(x)
+      x = nn.GroupNorm(num_groups=g, dtype=self.dtype, name=f"norm_{i}")(x)
+      x = nn.swish(x)
+    return x
+
+
+class UNet(nn.Module):
+  """U-Net anonymizer, near the identity at initialisation.
+
+  f_A(x) = clip(x + conv_out(decoder(encoder(x))), 0, 1): the encoder halves the resolution
+  len(features) - 1 times (2x2 max-pool), the decoder doubles it back (2x2 transposed conv) and
+  concatenates the encoder's features of the same level (the skip connections).
+
+  Attributes:
+    features: channel width per level, finest first; the depth is len(features).
+    groups: GroupNorm groups, clipped per layer to a divisor of its channel count.
+    dtype: computation dtype (parameters stay float32; the output has the input's dtype).
+    out_init_scale: standard deviation of the output conv's kernel relative to LeCun-normal.
+      Small keeps f_A ~ identity at init; zero would cut every other layer's gradient.
+  """
+
+  features: Sequence[int] = (64, 128, 256, 512, 512)
+  groups: int = 8
+  dtype: Any = jnp.float32
+  out_init_scale: float = 1e-2
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    """Anonymizes images [B, H, W, C] or clips [B, T, H, W, C] with values in [0, 1].
+
+    Args:
+      x: float images or clips in [0, 1].
+
+    Returns:
+      The anonymized visuals, same shape and dtype as `x`, in [0, 1].
+    """
+    if x.ndim not in (4, 5):
+      raise ValueError(
+        f"UNet input must be images [B, H, W, C] or clips [B, T, H, W, C], got shape {x.shape}"
+      )
+    if not self.features:
+      raise ValueError("UNet.features must name at least one level")
+    if self.groups < 1:
+      raise ValueError(f"UNet.groups must be >= 1, got {self.groups}")
+    shape = x.shape
+    if x.ndim == 5:  # frame-wise: fold T into the batch
+      x = x.reshape((-1,) + shape[2:])
+    height, width = x.shape[1], x.shape[2]
+    depth = len(self.features)
+    factor = 2 ** (depth - 1)
+    if height % factor or width % factor:
+      raise ValueError(
+        f"UNet image size {height}x{width} is not divisible by 2**(depth-1) = {factor} "
+        f"for depth {depth} (features={tuple(self.features)})"
+      )
+
+    h = x.astype(self.dtype)
+    skips = []
+    for level, feat in enumerate(self.features):
+      h = ConvBlock(feat, self.groups, self.dtype, name=f"down_{level}")(h)
+      if level < depth - 1:
+        skips.append(h)
+        h = nn.max_pool(h, (2, 2), strides=(2, 2))
+    for level in reversed(range(depth - 1)):
+      feat = self.features[level]
+      h = nn.ConvTranspose(
+        feat, (2, 2), strides=(2, 2), use_bias=False, dtype=self.dtype, name=f"upsample_{level}"
+      )(h)
+      h = jnp.concatenate([skips[level], h], axis=-1)
+      h = ConvBlock(feat, self.groups, self.dtype, name=f"up_{level}")(h)
+
+    kernel_init = nn.initializers.variance_scaling(
+      self.out_init_scale**2, "fan_in", "truncated_normal"
+    )
+    residual = nn.Conv(
+      x.shape[-1], (1, 1), kernel_init=kernel_init, dtype=self.dtype, name="conv_out"
+    )(h)
+    # Residual in float32 so a low-precision dtype does not quantise the identity path.
+    y = jnp.clip(x.astype(jnp.float32) + residual.astype(jnp.float32), 0.0, 1.0)
+    return y.astype(x.dtype).reshape(shape)

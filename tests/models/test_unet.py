@@ -1,0 +1,122 @@
+"""Tests for the U-Net anonymizer: shapes, identity at init, batch independence, gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from anonymax.models.norm import num_groups
+from anonymax.models.unet import UNet
+
+FEATURES = (8, 16, 32)  # narrow CPU U-Net; depth 3 needs H, W divisible by 4
+
+
+@pytest.fixture(scope="module")
+def unet():
+  model = UNet(features=FEATURES)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (3, 16, 16, 3))
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), x)["params"]
+  # One compilation per input shape instead of op-by-op dispatch.
+  apply = jax.jit(lambda p, v: model.apply({"params": p}, v))
+  return apply, params, x
+
+
+def _psnr(a, b):
+  mse = float(jnp.mean((a - b) ** 2))
+  return 10 * np.log10(1.0 / mse)
+
+
+def test_image_and_clip_shapes(unet):
+  apply, params, x = unet
+  y = apply(params, x)
+  assert y.shape == x.shape and y.dtype == x.dtype
+  clip = jnp.stack([x, x[::-1]], axis=1)  # [3, 2, 16, 16, 3]
+  y_clip = apply(params, clip)
+  assert y_clip.shape == clip.shape
+  # Frame-wise: frame t of the clip is anonymized exactly like the image alone.
+  np.testing.assert_allclose(y_clip[:, 0], y, atol=1e-6)
+  np.testing.assert_allclose(y_clip[:, 1], y[::-1], atol=1e-6)
+
+
+def test_near_identity_at_init(unet):
+  apply, params, x = unet
+  y = apply(params, x)
+  assert _psnr(y, x) >= 30.0
+  assert float(jnp.max(jnp.abs(y - x))) > 0  # not exactly the identity: the output conv is live
+
+
+def test_output_stays_in_unit_range_for_any_parameters(unet):
+  apply, params, x = unet
+  rng = np.random.default_rng(2)
+  noisy = jax.tree.map(lambda p: p + 3.0 * rng.standard_normal(p.shape, np.float32), params)
+  y = apply(noisy, x)
+  assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+  assert _psnr(y, x) < 30.0  # large perturbations do change the image
+
+
+def test_output_does_not_depend_on_the_batch(unet):
+  apply, params, x = unet
+  y = apply(params, x)
+  for i in range(x.shape[0]):
+    alone = apply(params, x[i : i + 1])
+    np.testing.assert_allclose(alone[0], y[i], atol=1e-6)
+  # Replacing the other images of the batch leaves image 0 unchanged.
+  other = jnp.concatenate([x[:1], 1.0 - x[1:]], axis=0)
+  np.testing.assert_allclose(apply(params, other)[0], y[0], atol=1e-6)
+
+
+def test_every_parameter_receives_a_gradient_at_init():
+  # A depth-2 U-Net has every kind of layer (down, upsample, up, out) and compiles faster.
+  model = UNet(features=(4, 8), groups=2)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 3))
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), x)["params"]
+  target = jax.random.uniform(jax.random.PRNGKey(3), x.shape)
+
+  def loss(p):
+    return jnp.mean((model.apply({"params": p}, x) - target) ** 2)
+
+  grads = jax.jit(jax.grad(loss))(params)
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  assert {"down_0", "down_1", "upsample_0", "up_0", "conv_out"} == set(params)
+  assert len(flat) == len(jax.tree.leaves(params))
+  for path, g in flat:
+    # Well above float32 round-off of an exactly-zero gradient (a redundant bias would sit here).
+    assert float(jnp.max(jnp.abs(g))) > 1e-8, jax.tree_util.keystr(path)
+
+
+@pytest.mark.parametrize(
+  "groups, channels, expected",
+  [(8, 12, 6), (8, 4, 4), (8, 9, 3), (8, 7, 7), (32, 2048, 32), (32, 8, 8), (1, 5, 1)],
+)
+def test_num_groups_is_the_largest_divisor_not_above_groups(groups, channels, expected):
+  assert num_groups(groups, channels) == expected
+
+
+def test_num_groups_rejects_bad_values():
+  with pytest.raises(ValueError, match="groups"):
+    num_groups(0, 8)
+  with pytest.raises(ValueError, match="channels"):
+    num_groups(8, 0)
+
+
+def test_width_not_divisible_by_groups_still_builds():
+  # nn.GroupNorm(num_groups=8) rejects 12 or 6 channels; the clipped group count does not.
+  model = UNet(features=(12, 6), groups=8)
+  x = jnp.full((1, 4, 4, 3), 0.5)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
+  assert variables["params"]["down_0"]["norm_0"]["scale"].shape == (12,)
+  assert variables["params"]["down_1"]["norm_0"]["scale"].shape == (6,)
+  assert jax.jit(model.apply)(variables, x).shape == x.shape
+
+
+def test_bad_image_size_is_rejected_with_size_and_depth():
+  model = UNet(features=FEATURES)
+  with pytest.raises(ValueError, match=r"18x16.*depth 3"):
+    model.init(jax.random.PRNGKey(0), jnp.zeros((1, 18, 16, 3)))
+
+
+def test_bad_rank_is_rejected():
+  with pytest.raises(ValueError, match="images"):
+    UNet(features=FEATURES).init(jax.random.PRNGKey(0), jnp.zeros((16, 16, 3)))
