@@ -1,0 +1,86 @@
+"""anonymax.optim: the paper's black-box optimizer as composable optax transforms.
+
+* :mod:`~anonymax.optim.spsa`: SPSA perturbations, estimates (Eq. 7) and Spall's gains.
+* :mod:`~anonymax.optim.critical_history`: critical-history direction and step size (Eqs. 8-10).
+* :mod:`~anonymax.optim.scalarization`: weighted sum, (augmented) Tchebycheff and smooth
+  Tchebycheff (Eqs. 4-6, 11).
+* :mod:`~anonymax.optim.spsa_gc`, :mod:`~anonymax.optim.es`: the SPSA-GC and ES baselines.
+* :mod:`~anonymax.optim.factory`: the whole optimizer from a config (Eq. 12).
+"""
+
+from anonymax.optim.critical_history import (
+  CriticalHistoryState,
+  critical_history,
+  history_mean,
+  status_indicator,
+)
+from anonymax.optim.es import centered_ranks, es_gradient, normal_like
+from anonymax.optim.factory import (
+  DEFAULT_CONFIG,
+  MultiObjectiveOptimizer,
+  MultiObjectiveState,
+  learning_rate_schedule,
+  make_optimizer,
+  perturbation_schedule,
+  resolve_config,
+)
+from anonymax.optim.masks import apply_mask, resolve_mask
+from anonymax.optim.scalarization import (
+  SmoothTchebycheffState,
+  TchebycheffState,
+  smooth_tchebycheff,
+  tchebycheff,
+  weighted_sum,
+)
+from anonymax.optim.spsa import (
+  count_evaluations,
+  perturb,
+  rademacher_like,
+  spall_learning_rate,
+  spall_perturbation,
+  spsa_estimate,
+  spsa_gradient,
+)
+from anonymax.optim.spsa_gc import (
+  SpsaGcState,
+  blackvip_learning_rate,
+  blackvip_perturbation,
+  spsa_gc,
+  uniform_rademacher_like,
+)
+
+__all__ = [
+  "DEFAULT_CONFIG",
+  "CriticalHistoryState",
+  "MultiObjectiveOptimizer",
+  "MultiObjectiveState",
+  "SmoothTchebycheffState",
+  "SpsaGcState",
+  "TchebycheffState",
+  "apply_mask",
+  "blackvip_learning_rate",
+  "blackvip_perturbation",
+  "centered_ranks",
+  "count_evaluations",
+  "critical_history",
+  "es_gradient",
+  "history_mean",
+  "learning_rate_schedule",
+  "make_optimizer",
+  "normal_like",
+  "perturb",
+  "perturbation_schedule",
+  "rademacher_like",
+  "resolve_config",
+  "resolve_mask",
+  "smooth_tchebycheff",
+  "spall_learning_rate",
+  "spall_perturbation",
+  "spsa_estimate",
+  "spsa_gc",
+  "spsa_gradient",
+  "status_indicator",
+  "tchebycheff",
+  "uniform_rademacher_like",
+  "weighted_sum",
+]

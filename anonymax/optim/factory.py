@@ -1,0 +1,292 @@
+"""The paper's whole optimizer, assembled from a config (Eqs. 7-12).
+
+One step, given the utility estimate ĝ_k (from SPSA through the black box), the privacy
+gradient h_k (exact, through the reviewer) and the losses (L_MLLM, L_Privacy) at θ_k:
+
+  G_utility = (1 + I_k)·g̃_k           critical history, Eqs. 8-10 (zo_method="ours"),
+            = ĝ_k                      plain SPSA (zo_method="spsa" or "es"),
+            = ĝ_k + β m_k              SPSA-GC (zo_method="spsa_gc");
+  d_k = λ_{i*} G_{i*} + σ Σ_i λ_i G_i  augmented Tchebycheff, Eq. 11 (or another scalarization);
+  θ_{k+1} = θ_k − a_k d_k              Eq. 12, a_k = a / (A + k)^α.
+
+Config (a dict or ``ml_collections.ConfigDict``; missing keys take these defaults, unknown keys
+are an error)::
+
+  zo_method: "ours"          # "ours" | "spsa" | "spsa_gc" | "es"
+  history: {memory_size: 5, decay: 0.9, gamma: 0.5, b: 1.0, selection: "critical",
+            adjust_direction: True, adjust_step: True}
+  spsa_gc: {beta: 0.9}
+  scalarization: {kind: "augmented_tchebycheff",  # | "tchebycheff" | "weighted_sum"
+                                                  # | "smooth_tchebycheff"
+                  weights: (0.5, 0.5), ideal: (0.0, 0.0), eps: 1e-3, sigma: 0.1, mu: 0.1,
+                  track_ideal: False}
+  gains: {a: 0.01, A: 10.0, alpha: 0.602, c: 0.01, gamma: 0.101}
+
+References:
+  Hui et al., "When Visual Privacy Protection Meets Multimodal Large Language Models",
+  IJCV 2026 (Eqs. 7-12).
+  Spall, IEEE Trans. Automatic Control, 1992. Oh et al., CVPR 2023 (BlackVIP).
+  Lin et al., ICML 2024 (smooth Tchebycheff).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from anonymax.optim.critical_history import critical_history
+from anonymax.optim.scalarization import smooth_tchebycheff, tchebycheff, weighted_sum
+from anonymax.optim.spsa import rademacher_like, spall_learning_rate, spall_perturbation
+from anonymax.optim.spsa_gc import spsa_gc, uniform_rademacher_like
+
+PyTree = Any
+
+DEFAULT_CONFIG: dict[str, Any] = {
+  "zo_method": "ours",
+  "history": {
+    "memory_size": 5,
+    "decay": 0.9,
+    "gamma": 0.5,
+    "b": 1.0,
+    "selection": "critical",
+    "adjust_direction": True,
+    "adjust_step": True,
+  },
+  "spsa_gc": {"beta": 0.9},
+  "scalarization": {
+    "kind": "augmented_tchebycheff",
+    "weights": (0.5, 0.5),
+    "ideal": (0.0, 0.0),
+    "eps": 1e-3,
+    "sigma": 0.1,
+    "mu": 0.1,
+    "track_ideal": False,
+  },
+  "gains": {"a": 0.01, "A": 10.0, "alpha": 0.602, "c": 0.01, "gamma": 0.101},
+}
+ZO_METHODS = ("ours", "spsa", "spsa_gc", "es")
+_PERTURBATIONS = {
+  "ours": rademacher_like,
+  "spsa": rademacher_like,
+  "spsa_gc": uniform_rademacher_like,
+  "es": None,
+}
+SCALARIZATIONS = ("augmented_tchebycheff", "tchebycheff", "weighted_sum", "smooth_tchebycheff")
+
+
+class MultiObjectiveState(NamedTuple):
+  """State of the optimizer built by :func:`make_optimizer`; read the step's status from it."""
+
+  utility: Any  # state of the utility transform (CriticalHistoryState, SpsaGcState, EmptyState).
+  scalarization: Any  # TchebycheffState, SmoothTchebycheffState or EmptyState.
+  count: jax.Array  # [] int32: updates done; the coming step is k = count + 1.
+  indicator: jax.Array  # [] float32: I_k of the last update (0 unless zo_method="ours").
+  selected: jax.Array  # [] int32: objective chosen by the last update (0 utility, 1 privacy;
+  #   argmax of the softmax weights for smooth Tchebycheff; −1 for weighted sum / before step 1).
+
+
+class MultiObjectiveOptimizer(NamedTuple):
+  """The two-objective optimizer: ``init``, ``update`` and the gains for the coming step.
+
+  Attributes:
+    init: ``params -> MultiObjectiveState``.
+    update: ``(utility_grad, privacy_grad, state, params=None, *, losses) -> (updates, state)``;
+      ``updates`` already include −a_k (apply with ``optax.apply_updates``).
+    perturbation_scale: ``state -> c_k``, the SPSA scale the trainer must use for the coming
+      step (ES uses it as σ).
+    learning_rate: ``state -> a_k`` for the coming step.
+    perturbation: ``(key, tree, mask=None) -> Δ``, the SPSA perturbation of ``zo_method``
+      (±1 entries; ±U[0.5, 1] for SPSA-GC, as in BlackVIP); None for ``"es"``, which draws its
+      own Gaussian directions in :func:`anonymax.optim.es.es_gradient`.
+  """
+
+  init: Callable[[PyTree], MultiObjectiveState]
+  update: Callable[..., tuple[PyTree, MultiObjectiveState]]
+  perturbation_scale: Callable[[MultiObjectiveState], jax.Array]
+  learning_rate: Callable[[MultiObjectiveState], jax.Array]
+  perturbation: Callable[..., PyTree] | None
+
+
+def resolve_config(config: Mapping[str, Any] | Any | None) -> dict[str, Any]:
+  """Returns ``config`` merged over :data:`DEFAULT_CONFIG` as a plain dict.
+
+  Args:
+    config: a dict, an ``ml_collections.ConfigDict`` or None (all defaults).
+
+  Returns:
+    The complete config.
+
+  Raises:
+    ValueError: naming an unknown key or a section that is not a mapping.
+  """
+  if config is None:
+    config = {}
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  if not isinstance(config, Mapping):
+    raise ValueError(f"config must be a dict or ConfigDict, got {type(config).__name__}")
+  merged = copy.deepcopy(DEFAULT_CONFIG)
+  for key, value in config.items():
+    if key not in merged:
+      raise ValueError(f"config: unknown key {key!r}; expected one of {sorted(merged)}")
+    if isinstance(merged[key], dict):
+      if hasattr(value, "to_dict"):
+        value = value.to_dict()
+      if not isinstance(value, Mapping):
+        raise ValueError(f"config.{key} must be a mapping, got {type(value).__name__}")
+      for sub_key, sub_value in value.items():
+        if sub_key not in merged[key]:
+          raise ValueError(
+            f"config.{key}: unknown key {sub_key!r}; expected one of {sorted(merged[key])}"
+          )
+        merged[key][sub_key] = sub_value
+    else:
+      merged[key] = value
+  return merged
+
+
+def _section_errors(section: str, build: Callable[[], Any]) -> Any:
+  # Hyperparameter names repeat across sections (gamma, c, ...): say which one is wrong.
+  try:
+    return build()
+  except ValueError as e:
+    raise ValueError(f"config.{section}: {e}") from e
+
+
+def perturbation_schedule(config: Mapping[str, Any] | Any | None = None) -> optax.Schedule:
+  """c_k = c / k^γ (``config.gains``) as an ``optax.Schedule`` of the 0-based step count."""
+  g = resolve_config(config)["gains"]
+  return _section_errors("gains", lambda: spall_perturbation(g["c"], g["gamma"]))
+
+
+def learning_rate_schedule(config: Mapping[str, Any] | Any | None = None) -> optax.Schedule:
+  """a_k = a / (A + k)^α (``config.gains``; BlackVIP's a/(k + o)^α with o = A)."""
+  g = resolve_config(config)["gains"]
+  return _section_errors("gains", lambda: spall_learning_rate(g["a"], g["A"], g["alpha"]))
+
+
+def _utility_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
+  method = cfg["zo_method"]
+  if method not in ZO_METHODS:
+    raise ValueError(f"config.zo_method must be one of {ZO_METHODS}, got {method!r}")
+  if method == "ours":
+    h = cfg["history"]
+    return _section_errors(
+      "history",
+      lambda: critical_history(
+        h["memory_size"],
+        h["decay"],
+        h["gamma"],
+        h["b"],
+        selection=h["selection"],
+        adjust_direction=bool(h["adjust_direction"]),
+        adjust_step=bool(h["adjust_step"]),
+      ),
+    )
+  if method == "spsa_gc":
+    return _section_errors("spsa_gc", lambda: spsa_gc(cfg["spsa_gc"]["beta"]))
+  return optax.identity()
+
+
+def _scalarization_transform(cfg: dict[str, Any]) -> optax.GradientTransformationExtraArgs:
+  s = cfg["scalarization"]
+  kind = s["kind"]
+  if kind not in SCALARIZATIONS:
+    raise ValueError(f"config.scalarization.kind must be one of {SCALARIZATIONS}, got {kind!r}")
+  weights = tuple(s["weights"])
+  if len(weights) != 2:
+    raise ValueError(
+      f"config.scalarization.weights must have 2 entries (utility, privacy), got {weights!r}"
+    )
+  ideal = None if s["ideal"] is None else tuple(s["ideal"])
+  if kind == "augmented_tchebycheff" and not s["sigma"] > 0:
+    raise ValueError(
+      f"config.scalarization.sigma must be > 0 for augmented_tchebycheff, got {s['sigma']!r}"
+    )
+
+  def build():
+    if kind == "weighted_sum":
+      return weighted_sum(weights)
+    if kind == "smooth_tchebycheff":
+      return smooth_tchebycheff(weights, ideal, s["mu"])
+    sigma = s["sigma"] if kind == "augmented_tchebycheff" else 0.0
+    return tchebycheff(weights, ideal, s["eps"], sigma, track_ideal=bool(s["track_ideal"]))
+
+  return _section_errors("scalarization", build)
+
+
+def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObjectiveOptimizer:
+  """Builds the utility/privacy optimizer of the paper (or an ablation/baseline) from a config.
+
+  Args:
+    config: see the module docstring; None gives the paper's method with default values.
+
+  Returns:
+    A :class:`MultiObjectiveOptimizer`. The last I_k, the selected objective and the step count
+    are ``state.indicator``, ``state.selected`` and ``state.count``.
+
+  Raises:
+    ValueError: naming the config field that is unknown or out of range.
+
+  Example:
+    >>> from anonymax.optim import spsa_gradient
+    >>> opt = make_optimizer({"history": {"memory_size": 3}})
+    >>> params = {"w": jnp.zeros(2)}
+    >>> state = opt.init(params)
+    >>> black_box = lambda p: jnp.sum((p["w"] - 1.0) ** 2)  # stands in for the MLLM loss
+    >>> g_hat, l_mllm = spsa_gradient(black_box, params, jax.random.key(0),
+    ...     opt.perturbation_scale(state), perturbation=opt.perturbation)
+    >>> l_privacy, h = jax.value_and_grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+    >>> updates, state = opt.update(g_hat, h, state, params, losses=(l_mllm, l_privacy))
+    >>> params = optax.apply_updates(params, updates)
+    >>> int(state.count), int(state.selected)  # L_MLLM ≈ 2 is further from z* than L_Privacy = 0
+    (1, 0)
+  """
+  cfg = resolve_config(config)
+  utility_tx = _utility_transform(cfg)
+  scalarization_tx = _scalarization_transform(cfg)
+  lr = learning_rate_schedule(cfg)
+  c_schedule = perturbation_schedule(cfg)
+  with_indicator = cfg["zo_method"] == "ours"
+
+  def init_fn(params):
+    return MultiObjectiveState(
+      utility=utility_tx.init(params),
+      scalarization=scalarization_tx.init(params),
+      count=jnp.zeros((), jnp.int32),
+      indicator=jnp.zeros((), jnp.float32),
+      selected=jnp.full((), -1, jnp.int32),
+    )
+
+  def update_fn(utility_grad, privacy_grad, state, params=None, *, losses=None, **extra_args):
+    if losses is None:
+      raise ValueError("losses=(L_MLLM, L_Privacy) must be passed as a keyword argument")
+    g_utility, utility_state = utility_tx.update(utility_grad, state.utility, params)
+    direction, scalarization_state = scalarization_tx.update(
+      (g_utility, privacy_grad), state.scalarization, params, losses=losses, **extra_args
+    )
+    a_k = lr(state.count)
+    updates = jax.tree.map(lambda d: (-a_k * d).astype(d.dtype), direction)
+    indicator = utility_state.indicator if with_indicator else jnp.zeros((), jnp.float32)
+    selected = getattr(scalarization_state, "selected", jnp.full((), -1, jnp.int32))
+    new_state = MultiObjectiveState(
+      utility=utility_state,
+      scalarization=scalarization_state,
+      count=optax.safe_increment(state.count),
+      indicator=indicator,
+      selected=selected,
+    )
+    return updates, new_state
+
+  return MultiObjectiveOptimizer(
+    init=init_fn,
+    update=update_fn,
+    perturbation_scale=lambda state: c_schedule(state.count),
+    learning_rate=lambda state: lr(state.count),
+    perturbation=_PERTURBATIONS[cfg["zo_method"]],
+  )
