@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from anonymax.oracles import STATUS_FAILED, STATUS_INVALID, STATUS_OK, OracleOutput, OracleStats, Query
+from anonymax.oracles import (
+  STATUS_FAILED,
+  STATUS_INVALID,
+  STATUS_OK,
+  OracleOutput,
+  OracleStats,
+  Query,
+)
 from anonymax.oracles.bridge import OracleBridge
 
 

@@ -1,13 +1,13 @@
 """Black-box MLLM oracles behind one protocol (see `base.Oracle`)."""
 
 from anonymax.oracles.base import (
-    STATUS_FAILED,
-    STATUS_INVALID,
-    STATUS_OK,
-    UTILITY_LOSSES,
-    Oracle,
-    OracleOutput,
-    OracleStats,
-    Query,
-    to_uint8,
+  STATUS_FAILED,
+  STATUS_INVALID,
+  STATUS_OK,
+  UTILITY_LOSSES,
+  Oracle,
+  OracleOutput,
+  OracleStats,
+  Query,
+  to_uint8,
 )

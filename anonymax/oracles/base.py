@@ -115,7 +115,7 @@ def to_uint8(visuals: np.ndarray) -> np.ndarray:
   if visuals.dtype == np.uint8:
     return visuals
   return np.clip(np.rint(np.nan_to_num(visuals.astype(np.float32)) * 255.0), 0, 255).astype(
-      np.uint8
+    np.uint8
   )
 
 

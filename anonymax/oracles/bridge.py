@@ -22,13 +22,13 @@ import numpy as np
 from jax.experimental import io_callback
 
 from anonymax.oracles.base import (
-    STATUS_FAILED,
-    STATUS_INVALID,
-    STATUS_OK,
-    Oracle,
-    OracleOutput,
-    Query,
-    to_uint8,
+  STATUS_FAILED,
+  STATUS_INVALID,
+  STATUS_OK,
+  Oracle,
+  OracleOutput,
+  Query,
+  to_uint8,
 )
 
 
@@ -87,7 +87,7 @@ class OracleBridge:
     if visuals.shape[0] != n:
       raise ValueError(f"visuals have {visuals.shape[0]} samples but indices {n}")
     shapes = (
-        jax.ShapeDtypeStruct((n,), jnp.float32),
-        jax.ShapeDtypeStruct((n,), jnp.int32),
+      jax.ShapeDtypeStruct((n,), jnp.float32),
+      jax.ShapeDtypeStruct((n,), jnp.int32),
     )
     return io_callback(self.host_fn, shapes, visuals, indices, ordered=self.ordered)

@@ -1,0 +1,235 @@
+"""Evaluates a trained anonymizer with the paper's protocol (DESIGN.md §6).
+
+  * Utility: the black box answers on the anonymized test split — VQA accuracy (official rules) for
+    image questions, action Top-1 (the answer matched to a class name) for clips — plus its mean
+    utility loss, recording which loss that was.
+  * Privacy: a **fresh** ResNet trained from scratch on anonymized training visuals; its class-wise
+    mAP (cMAP) on anonymized test visuals. The reviewer used in training is never the judge.
+  * Every figure beside the raw-data row (identity anonymizer), and optional baseline anonymizers.
+
+Writes `eval.json`, `eval.md` and `samples.png` in the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anonymax import checkpoint, metrics, models, privacy_judge
+from anonymax.data.pipeline import Split
+from anonymax.oracles.base import STATUS_OK, Oracle
+from anonymax.oracles.factory import make_oracle
+
+AnonymizeFn = Callable[[np.ndarray], np.ndarray]  # uint8 visuals → float32 visuals in [0, 1]
+
+
+def batched_anonymizer(apply_fn, batch_size: int = 64) -> AnonymizeFn:
+  """Wraps a jittable float→float anonymizer as a batched uint8→float32 numpy function."""
+  jitted = jax.jit(lambda x: apply_fn(x.astype(jnp.float32) / 255.0))
+
+  def run(visuals: np.ndarray) -> np.ndarray:
+    outs = []
+    for i in range(0, visuals.shape[0], batch_size):
+      chunk = visuals[i : i + batch_size]
+      pad = batch_size - chunk.shape[0]
+      if pad:  # keep one compiled shape
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+      outs.append(np.asarray(jitted(chunk))[: batch_size - pad])
+    return np.concatenate(outs).astype(np.float32)
+
+  return run
+
+
+def utility(oracle: Oracle, anonymized: np.ndarray, split: Split, batch_size: int = 64) -> dict:
+  """Scores the black box on anonymized visuals (float [0, 1]); returns accuracy, loss, answers."""
+  from anonymax.oracles.base import to_uint8
+
+  answers, losses, ok = [], [], []
+  for i in range(0, anonymized.shape[0], batch_size):
+    out = oracle.query(to_uint8(anonymized[i : i + batch_size]), split.queries[i : i + batch_size])
+    answers += list(out.answers)
+    losses += list(np.asarray(out.losses, np.float64))
+    ok += list(np.asarray(out.status) == STATUS_OK)
+  ok = np.asarray(ok)
+  if split.is_video:  # clips: action recognition, the answer matched to a class name
+    predicted = np.array([metrics.match_class_name(a, split.class_names) for a in answers])
+    scores = (predicted == split.labels).astype(np.float64)
+    metric = "action_top1"
+  else:
+    scores = np.array(
+      [metrics.vqa_accuracy(a, list(q.answers)) for a, q in zip(answers, split.queries)]
+    )
+    metric = "vqa_accuracy"
+  scores = np.where(ok, scores, 0.0)  # an unanswered question scores 0
+  return {
+    "metric": metric,
+    "accuracy": float(100.0 * scores.mean()),
+    "loss": float(np.mean(np.asarray(losses)[ok])) if ok.any() else float("nan"),
+    "failed": int((~ok).sum()),
+    "answers": answers,
+  }
+
+
+def privacy(train_anon, train_split: Split, test_anon, test_split: Split, config) -> dict:
+  """cMAP (in %) of a fresh ResNet trained on anonymized training visuals."""
+  e = config.eval
+  result = privacy_judge.judge_privacy(
+    train_anon,
+    train_split.privacy,
+    test_anon,
+    test_split.privacy,
+    model=e.judge_model,
+    steps=e.judge_steps,
+    batch_size=e.judge_batch_size,
+    learning_rate=e.judge_learning_rate,
+    seed=config.seed,
+    model_kwargs=dict(e.get("judge_kwargs", {})),
+  )
+  return {"cmap": 100.0 * float(result["cmap"]), "per_class_ap": result.get("per_class_ap")}
+
+
+def restore_anonymizer(config, workdir: str):
+  """(anonymizer module, params, training meta) from the latest checkpoint of `workdir`."""
+  from anonymax import train as train_lib
+
+  mgr = checkpoint.manager(workdir, read_only=True)
+  step = mgr.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: run launch/train.py first")
+  train_split, _ = train_lib.load_data(config)
+  train_lib.finalize_config(config, train_split)
+  anonymizer, reviewer = train_lib.build_models(config)
+  optimizer = train_lib.optim.make_optimizer(train_lib.optimizer_config(config))
+  abstract = jax.eval_shape(
+    lambda: train_lib.create_state(
+      config, anonymizer, reviewer, optimizer, train_split.visuals.shape[1:]
+    )
+  )
+  state, meta = checkpoint.restore(mgr, abstract, step)
+  return anonymizer, state.params, meta
+
+
+def samples_figure(
+  path: str, raw: np.ndarray, anonymized: np.ndarray, raw_answers, anon_answers, split, n=8
+):
+  """Raw vs anonymized visuals (middle frame of clips), the black box's answer under each."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  n = min(n, raw.shape[0])
+  fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.4), squeeze=False)
+  for j in range(n):
+    for row, (imgs, answers, title) in enumerate(
+      [(raw / 255.0, raw_answers, "raw"), (anonymized, anon_answers, "anonymized")]
+    ):
+      img = imgs[j]
+      if img.ndim == 4:
+        img = img[img.shape[0] // 2]
+      ax = axes[row, j]
+      ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      ax.set_xlabel(f"{answers[j][:18]}", fontsize=7)
+      if j == 0:
+        ax.set_ylabel(title, fontsize=9)
+    axes[0, j].set_title(split.queries[j].prompt[:28], fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def markdown_table(result: dict) -> str:
+  metric = result["utility_metric"]
+  lines = [
+    f"| anonymizer | {metric} (%) ↑ | utility loss ({result['oracle_loss']}) ↓ | privacy cMAP (%) ↓ |",
+    "|---|---|---|---|",
+  ]
+  for row in result["rows"]:
+    lines.append(
+      f"| {row['name']} | {row['utility']:.1f} | {row['utility_loss']:.3f} | {row['privacy_cmap']:.1f} |"
+    )
+  lines.append("")
+  lines.append(
+    f"Oracle: `{result['oracle']}`; training oracle calls: {result['train_oracle_calls']}; "
+    f"evaluation oracle calls: {result['eval_oracle_calls']}; step {result['step']}."
+  )
+  return "\n".join(lines) + "\n"
+
+
+def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
+  """Runs the protocol and writes eval.json / eval.md / samples.png; returns the eval.json dict."""
+  from anonymax import train as train_lib
+
+  config = config.copy_and_resolve_references()
+  anonymizer, params, meta = restore_anonymizer(config, workdir)
+  train_split, test_split = train_lib.load_data(config)
+  if oracle is None:
+    oracle = make_oracle(config, workdir)
+  calls_before = int(getattr(getattr(oracle, "stats", None), "calls", 0))
+
+  anonymize = batched_anonymizer(lambda x: anonymizer.apply({"params": params}, x))
+  rows_spec: list[tuple[str, AnonymizeFn]] = [
+    ("raw data", batched_anonymizer(lambda x: x)),
+    ("anonymax", anonymize),
+  ]
+  for name in config.eval.get("baselines", ()):
+    fn = models.get_model(name)
+    rows_spec.append((name, batched_anonymizer(lambda x, fn=fn: fn(x))))
+
+  rows, answers = [], {}
+  for name, fn in rows_spec:
+    logging.info("evaluating %s", name)
+    test_anon = fn(test_split.visuals)
+    train_anon = fn(train_split.visuals)
+    u = utility(oracle, test_anon, test_split)
+    p = privacy(train_anon, train_split, test_anon, test_split, config)
+    answers[name] = (test_anon, u["answers"])
+    rows.append(
+      {
+        "name": name,
+        "utility": u["accuracy"],
+        "utility_loss": u["loss"],
+        "utility_failed": u["failed"],
+        "privacy_cmap": p["cmap"],
+        "per_class_ap": p["per_class_ap"],
+      }
+    )
+  raw, ours = rows[0], rows[1]
+  result = {
+    "utility": ours["utility"],
+    "privacy_cmap": ours["privacy_cmap"],
+    "raw_utility": raw["utility"],
+    "raw_privacy_cmap": raw["privacy_cmap"],
+    "utility_metric": u["metric"],
+    "oracle": getattr(oracle, "name", type(oracle).__name__),
+    "oracle_loss": getattr(oracle, "loss", ""),
+    "train_oracle_calls": int(meta.get("oracle_samples", 0)),
+    "train_skipped": int(meta.get("skipped", 0)),
+    "eval_oracle_calls": int(getattr(getattr(oracle, "stats", None), "calls", 0)) - calls_before,
+    "step": int(meta.get("step", 0)),
+    "attributes": list(test_split.attribute_names),
+    "rows": rows,
+  }
+  result["oracle_calls"] = result["train_oracle_calls"] + result["eval_oracle_calls"]
+  with open(os.path.join(workdir, "eval.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(workdir, "eval.md"), "w") as f:
+    f.write(markdown_table(result))
+  samples_figure(
+    os.path.join(workdir, "samples.png"),
+    test_split.visuals,
+    answers["anonymax"][0],
+    answers["raw data"][1],
+    answers["anonymax"][1],
+    test_split,
+    n=config.eval.num_samples_png,
+  )
+  return result

@@ -1,0 +1,407 @@
+"""Trains the anonymizer against a black-box MLLM and an adversarial privacy reviewer.
+
+One step (DESIGN.md §3), all inside one `jax.jit`:
+  1. Δ_k ← Rademacher(fold_in(key, k)); θ ± c_k Δ_k; both perturbed anonymizations of the utility
+     batch in one `vmap`.
+  2. One ordered host callback sends the 2B anonymized visuals (never raw ones) to the oracle and gets
+     per-sample losses + status back; ĝ_k = (L⁺ − L⁻)/(2c_k)·Δ_k over the samples scored in both
+     (Eq. 7), and L_MLLM(θ_k) ≈ (L⁺ + L⁻)/2.
+  3. L_Privacy and its exact gradient h_k through f_P ∘ f_A.
+  4. critical history on ĝ_k → scalarization of (L_MLLM, L_Privacy) → −a_k → apply (Eqs. 8–12).
+  5. The reviewer f_P takes a BCE step on f_A(x) of the privacy batch (adversarial alternation).
+The host loop logs, checkpoints (orbax) and resumes; the data position is the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from anonymax import checkpoint, losses, models, optim
+from anonymax.data import pipeline
+from anonymax.oracles.base import STATUS_OK, Oracle
+from anonymax.oracles.bridge import OracleBridge
+from anonymax.oracles.factory import make_oracle
+
+
+# ----------------------------------------------------------------------------------------------
+# State.
+# ----------------------------------------------------------------------------------------------
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 [] — steps done; also the data position
+  params: Any  # anonymizer params θ
+  opt_state: Any  # MultiObjectiveOptimizer state (critical-history ring included)
+  reviewer_vars: Any  # {"params": ..., ["batch_stats": ...]} of f_P
+  reviewer_opt_state: Any  # optax state of the reviewer's optimizer
+  rng: jax.Array  # uint32 [2] key data; step keys are fold_in(rng, step)
+  oracle_samples: jax.Array  # int32 [] — samples sent to the oracle so far
+  skipped: jax.Array  # int32 [] — samples the oracle could not score (skipped)
+
+
+def build_models(config):
+  """The anonymizer f_A and the reviewer f_P named in the config."""
+  anonymizer = models.get_model(
+    config.anonymizer.name,
+    **{k: v for k, v in config.anonymizer.items() if k != "name"},
+  )
+  reviewer = models.get_model(
+    config.reviewer.name,
+    num_classes=config.reviewer.num_classes,
+    **config.reviewer.get("kwargs", {}),
+  )
+  return anonymizer, reviewer
+
+
+def reviewer_optimizer(config) -> optax.GradientTransformation:
+  return optax.adam(config.reviewer.learning_rate)
+
+
+def init_reviewer(reviewer, key, sample):
+  variables = reviewer.init(key, sample, train=False)
+  return flax.core.unfreeze(variables) if hasattr(flax.core, "unfreeze") else dict(variables)
+
+
+def create_state(config, anonymizer, reviewer, optimizer, visual_shape) -> TrainState:
+  """A fresh state for visuals of shape `visual_shape` (without the batch axis)."""
+  rng = jax.random.key(config.seed)
+  k_anon, k_rev, k_loop = jax.random.split(rng, 3)
+  sample = jnp.zeros((1, *visual_shape), jnp.float32)
+  params = anonymizer.init(k_anon, sample)["params"]
+  reviewer_vars = init_reviewer(reviewer, k_rev, sample)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=optimizer.init(params),
+    reviewer_vars=reviewer_vars,
+    reviewer_opt_state=reviewer_optimizer(config).init(reviewer_vars["params"]),
+    rng=jax.random.key_data(k_loop),
+    oracle_samples=jnp.zeros((), jnp.int32),
+    skipped=jnp.zeros((), jnp.int32),
+  )
+
+
+# ----------------------------------------------------------------------------------------------
+# The update step.
+# ----------------------------------------------------------------------------------------------
+def _apply_reviewer(reviewer, variables, x, train: bool):
+  """Reviewer logits; with BatchNorm in train mode also returns the new batch stats."""
+  if train and "batch_stats" in variables:
+    logits, new = reviewer.apply(variables, x, train=True, mutable=["batch_stats"])
+    return logits, new["batch_stats"]
+  return reviewer.apply(variables, x, train=train), variables.get("batch_stats")
+
+
+def perturbation_for(zo_method: str):
+  """(draw Δ, estimate ĝ from one ± pair) for a zeroth-order method.
+
+  SPSA and ours: Rademacher Δ, ĝ = (L⁺ − L⁻)/(2c)·Δ⁻¹ (Eq. 7). SPSA-GC: BlackVIP's ±U[0.5, 1] Δ
+  with the same estimate. ES: Gaussian ε, ĝ = (L⁺ − L⁻)/(2σ)·ε (antithetic, OpenAI-ES).
+  """
+  if zo_method in ("ours", "spsa"):
+    return optim.rademacher_like, optim.spsa_estimate
+  if zo_method == "spsa_gc":
+    return optim.uniform_rademacher_like, optim.spsa_estimate
+  if zo_method == "es":
+
+    def es_estimate(l_plus, l_minus, eps, sigma):
+      scale = (l_plus - l_minus) / (2.0 * sigma)
+      return jax.tree.map(lambda e: (scale * e).astype(e.dtype), eps)
+
+    return optim.normal_like, es_estimate
+  raise ValueError(f"config.optim.zo_method={zo_method!r}: one of ours, spsa, spsa_gc, es")
+
+
+def optimizer_config(config) -> dict:
+  """The part of `config.optim` that `optim.make_optimizer` reads."""
+  return {k: v for k, v in config.optim.to_dict().items() if k in optim.DEFAULT_CONFIG}
+
+
+def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridge):
+  """Returns `train_step(state, utility_visuals, utility_ids, privacy_visuals, privacy_labels)`.
+
+  Visuals arrive as uint8 and are scaled to [0, 1] on the device. The step is jitted with the state
+  donated; it compiles once.
+  """
+  q = int(config.optim.num_samples)
+  mask = config.optim.get("perturb", "") or None
+  draw, estimate = perturbation_for(config.optim.zo_method)
+  privacy_kind = config.privacy_loss
+  rev_tx = reviewer_optimizer(config)
+
+  def anonymize(params, x):
+    return anonymizer.apply({"params": params}, x)
+
+  def train_step(state: TrainState, u_visuals, u_ids, p_visuals, p_labels):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    k_delta, _ = jax.random.split(key)
+    x_u = u_visuals.astype(jnp.float32) / 255.0
+    x_p = p_visuals.astype(jnp.float32) / 255.0
+    batch = x_u.shape[0]
+    c_k = optimizer.perturbation_scale(state.opt_state)
+
+    # 1. q perturbations Δ (Rademacher for SPSA); all 2q perturbed anonymizations in one vmap.
+    deltas = jax.vmap(lambda k: draw(k, state.params, mask=mask))(jax.random.split(k_delta, q))
+    plus = jax.tree.map(lambda p, d: p[None] + c_k * d, state.params, deltas)
+    minus = jax.tree.map(lambda p, d: p[None] - c_k * d, state.params, deltas)
+    stacked = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), plus, minus)  # [2q, ...]
+    anonymized = jax.vmap(anonymize, in_axes=(0, None))(stacked, x_u)  # [2q, B, ...]
+
+    # 2. One oracle call for the 2qB anonymized visuals (never the raw x_u).
+    flat = anonymized.reshape((2 * q * batch, *anonymized.shape[2:]))
+    ids = jnp.tile(u_ids, 2 * q)
+    sample_losses, status = bridge(flat, ids)
+    sample_losses = sample_losses.reshape(2, q, batch)
+    ok = (status == STATUS_OK).reshape(2, q, batch)
+    pair_ok = ok[0] & ok[1]  # a pair is usable only if both sides were scored
+    n_ok = pair_ok.sum(axis=-1)  # [q]
+    denom = jnp.maximum(n_ok, 1).astype(jnp.float32)
+    l_plus = jnp.where(pair_ok, sample_losses[0], 0.0).sum(-1) / denom  # [q]
+    l_minus = jnp.where(pair_ok, sample_losses[1], 0.0).sum(-1) / denom
+    usable = (n_ok > 0).astype(jnp.float32)  # [q]
+    # Eq. 7 for each perturbation, then the mean over the usable ones.
+    estimates = jax.vmap(estimate, in_axes=(0, 0, 0, None))(l_plus, l_minus, deltas, c_k)
+    weights = usable / jnp.maximum(usable.sum(), 1.0)
+    g_hat = jax.tree.map(lambda e: jnp.tensordot(weights.astype(e.dtype), e, axes=1), estimates)
+    l_mllm = ((l_plus + l_minus) * 0.5 * usable).sum() / jnp.maximum(usable.sum(), 1.0)
+    any_usable = usable.sum() > 0
+
+    # 3. L_Privacy and its exact gradient h_k through f_P ∘ f_A.
+    def privacy_objective(params):
+      logits, _ = _apply_reviewer(reviewer, state.reviewer_vars, anonymize(params, x_p), False)
+      return losses.privacy_loss(logits, privacy_kind, labels=p_labels)
+
+    l_privacy, h = jax.value_and_grad(privacy_objective)(state.params)
+
+    # 4. Critical history → scalarization → −a_k (anonymax.optim). A step whose oracle call
+    #    returned nothing usable changes nothing (no update, no history entry).
+    updates, new_opt_state = optimizer.update(
+      g_hat, h, state.opt_state, state.params, losses=(l_mllm, l_privacy)
+    )
+    updates = jax.tree.map(lambda u: jnp.where(any_usable, u, jnp.zeros_like(u)), updates)
+    new_opt_state = jax.tree.map(
+      lambda new, old: jnp.where(any_usable, new, old), new_opt_state, state.opt_state
+    )
+    params = optax.apply_updates(state.params, updates)
+
+    # 5. Reviewer: one BCE step on the current anonymizer's outputs (adversarial alternation).
+    anonymized_p = jax.lax.stop_gradient(anonymize(params, x_p))
+
+    def reviewer_objective(rparams):
+      variables = {**state.reviewer_vars, "params": rparams}
+      logits, stats = _apply_reviewer(reviewer, variables, anonymized_p, True)
+      return losses.reviewer_bce(logits, p_labels), stats
+
+    (bce, stats), rgrads = jax.value_and_grad(reviewer_objective, has_aux=True)(
+      state.reviewer_vars["params"]
+    )
+    rupdates, reviewer_opt_state = rev_tx.update(
+      rgrads, state.reviewer_opt_state, state.reviewer_vars["params"]
+    )
+    reviewer_vars = {
+      **state.reviewer_vars,
+      "params": optax.apply_updates(state.reviewer_vars["params"], rupdates),
+    }
+    if stats is not None:
+      reviewer_vars["batch_stats"] = stats
+
+    n_sent = 2 * q * batch
+    new_state = state.replace(
+      step=state.step + 1,
+      params=params,
+      opt_state=new_opt_state,
+      reviewer_vars=reviewer_vars,
+      reviewer_opt_state=reviewer_opt_state,
+      oracle_samples=state.oracle_samples + n_sent,
+      skipped=state.skipped + (n_sent - (status == STATUS_OK).sum()).astype(jnp.int32),
+    )
+    metrics = {
+      "l_mllm": l_mllm,
+      "l_privacy": l_privacy,
+      "reviewer_bce": bce,
+      "c_k": c_k,
+      "pairs_scored": n_ok.sum(),
+      "indicator": new_opt_state.indicator,
+      "selected": new_opt_state.selected,
+    }
+    return new_state, metrics
+
+  return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_reviewer_restart(config, reviewer, visual_shape):
+  """Re-initialises f_P (fresh weights from fold_in(key, step)), Wu et al. 2020's restarting."""
+  rev_tx = reviewer_optimizer(config)
+
+  @jax.jit
+  def restart(state: TrainState) -> TrainState:
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step + 1_000_003)
+    variables = init_reviewer(reviewer, key, jnp.zeros((1, *visual_shape), jnp.float32))
+    return state.replace(
+      reviewer_vars=variables, reviewer_opt_state=rev_tx.init(variables["params"])
+    )
+
+  return restart
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop.
+# ----------------------------------------------------------------------------------------------
+def load_data(config):
+  """(train split, test split) of the configured dataset."""
+  d = config.data
+  kwargs = dict(
+    data_dir=d.data_dir,
+    image_size=d.image_size,
+    clip_length=d.clip_length,
+    seed=d.seed,
+  )
+  train = pipeline.load_split(d.dataset, "train", num_examples=d.num_train, **kwargs)
+  test = pipeline.load_split(d.dataset, "test", num_examples=d.num_test, **kwargs)
+  return train, test
+
+
+def finalize_config(config, train_split) -> None:
+  """Fields that follow from the data (number of attributes, the privacy ideal point)."""
+  with config.unlocked():
+    config.reviewer.num_classes = int(train_split.privacy.shape[1])
+    scal = dict(config.optim.scalarization)
+    ideal = list(scal.get("ideal", (0.0, 0.0)))
+    ideal[1] = float(losses.privacy_ideal(config.privacy_loss))
+    scal["ideal"] = tuple(ideal)
+    config.optim.scalarization = scal
+
+
+class MetricsWriter:
+  """Metrics as JSON lines in `workdir/metrics.jsonl` (appended across resumes)."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **scalars}) + "\n")
+
+
+def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> TrainState:
+  """Trains (resuming from the latest checkpoint in `workdir`) and returns the final state.
+
+  Args:
+    config: an ml_collections config (see configs/synthetic.py).
+    workdir: where checkpoints, metrics.jsonl and the saved config go.
+    oracle: the black box; built from `config.oracle` when None (tests pass spies here).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  config = (
+    config.copy_and_resolve_references()
+    if hasattr(config, "copy_and_resolve_references")
+    else config
+  )
+
+  # --- Data. ---
+  train_split, _ = load_data(config)
+  finalize_config(config, train_split)
+  visual_shape = train_split.visuals.shape[1:]
+  num_train = train_split.visuals.shape[0]
+
+  # --- Black box. ---
+  if oracle is None:
+    oracle = make_oracle(config, workdir)
+  bridge = OracleBridge(oracle, train_split.queries)
+
+  # --- Models, optimizer, state. ---
+  anonymizer, reviewer = build_models(config)
+  optimizer = optim.make_optimizer(optimizer_config(config))
+  state = create_state(config, anonymizer, reviewer, optimizer, visual_shape)
+
+  # --- Restore. ---
+  mgr = checkpoint.manager(workdir)
+  restored = checkpoint.restore(mgr, state)
+  if restored is not None:
+    state, meta = restored
+    logging.info("resumed from step %d", int(state.step))
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(checkpoint.scrub_secrets(config.to_dict()), f, indent=2, default=str)
+
+  train_step = make_train_step(config, anonymizer, reviewer, optimizer, bridge)
+  restart = make_reviewer_restart(config, reviewer, visual_shape)
+  writer = MetricsWriter(workdir)
+
+  def meta_now(state):
+    return {
+      "step": int(state.step),
+      "oracle_samples": int(state.oracle_samples),
+      "skipped": int(state.skipped),
+      "oracle": getattr(oracle, "name", type(oracle).__name__),
+      "oracle_loss": getattr(oracle, "loss", ""),
+      "oracle_stats": _oracle_stats(oracle),
+      "config": config.to_dict(),
+    }
+
+  total = int(config.total_steps)
+  first = int(state.step)
+  bar = tqdm(total=total, initial=first, desc="train", dynamic_ncols=True, disable=None)
+  t_start = time.perf_counter()
+  for step in range(first, total):
+    if config.reviewer.restart_every and step > 0 and step % config.reviewer.restart_every == 0:
+      state = restart(state)
+    u_idx = pipeline.batch_indices(
+      step, num_examples=num_train, batch_size=config.batch_size, seed=config.seed
+    )
+    p_idx = pipeline.batch_indices(
+      step, num_examples=num_train, batch_size=config.privacy_batch_size, seed=config.seed + 1
+    )
+    state, metrics = train_step(
+      state,
+      train_split.visuals[u_idx],
+      u_idx.astype(np.int32),
+      train_split.visuals[p_idx],
+      train_split.privacy[p_idx],
+    )
+    done = step + 1
+    bar.update(1)
+    if done % config.log_every == 0 or done == total:
+      scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      for k in ("l_mllm", "l_privacy"):
+        if not np.isfinite(scalars[k]):
+          raise FloatingPointError(
+            f"{k} is {scalars[k]} at step {done}: lower config.optim.gains.a"
+          )
+      samples = int(state.oracle_samples)
+      scalars.update(
+        oracle_samples=samples,
+        calls_per_sample=samples / num_train,
+        skipped=int(state.skipped),
+        oracle_seconds=bridge.seconds,
+        wall_seconds=time.perf_counter() - t_start,
+      )
+      writer.write(done, scalars)
+      bar.set_postfix(
+        util=f"{scalars['l_mllm']:.3f}",
+        priv=f"{scalars['l_privacy']:.3f}",
+        calls=samples,
+        per_sample=f"{scalars['calls_per_sample']:.1f}",
+      )
+    exhausted = bool(getattr(oracle, "exhausted", False))
+    if done % config.checkpoint_every == 0 or done == total or exhausted:
+      checkpoint.save(mgr, done, state, meta_now(state))
+    if exhausted:
+      logging.warning("oracle budget reached at step %d: checkpoint written, stopping", done)
+      break
+  bar.close()
+  return state
+
+
+def _oracle_stats(oracle) -> dict[str, float]:
+  stats = getattr(oracle, "stats", None)
+  return stats.as_dict() if hasattr(stats, "as_dict") else {}

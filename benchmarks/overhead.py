@@ -1,0 +1,101 @@
+r"""Framework overhead beside a fixed-latency black box.
+
+The oracle only sleeps `--latency-ms` per call (one call per training step, for all 2B perturbed
+samples). We time the whole jitted training step (anonymize ±, host callback, privacy gradient,
+optimizer, reviewer update) and divide by the time spent inside the oracle, measured in the same run:
+
+  overhead_ratio = step wall time / oracle time      (1.0 = the framework is free)
+
+  python benchmarks/overhead.py                      # smoke model, 50 ms per call
+  python benchmarks/overhead.py --latency-ms 200 --steps 20 --variant ""   # the default model
+
+Last line: `overhead_ratio=<x>`; the goal is ≤ 1.10 at 50 ms per call on the smoke model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from anonymax import optim, train  # noqa: E402
+from anonymax.data import pipeline  # noqa: E402
+from anonymax.oracles import OracleOutput, OracleStats  # noqa: E402
+from anonymax.oracles.bridge import OracleBridge  # noqa: E402
+from configs import synthetic  # noqa: E402
+
+
+class SleepingOracle:
+  """A black box with a fixed latency per call and a constant answer."""
+
+  name = "sleep"
+  loss = "nll"
+
+  def __init__(self, latency_s: float):
+    self.latency_s = latency_s
+    self.stats = OracleStats()
+
+  def query(self, visuals, queries):
+    time.sleep(self.latency_s)
+    n = len(queries)
+    self.stats.calls += n
+    return OracleOutput(np.full(n, 1.0, np.float32), np.zeros(n, np.int32), ["x"] * n)
+
+
+def main():
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument("--latency-ms", type=float, default=50.0, help="oracle latency per call")
+  parser.add_argument("--steps", type=int, default=30, help="timed steps (after one warm-up step)")
+  parser.add_argument("--variant", default="smoke", help="configs/synthetic.py variant string")
+  parser.add_argument("--data-dir", default=None, help="TFDS data dir (default: a temporary one)")
+  args = parser.parse_args()
+
+  config = synthetic.get_config(args.variant)
+  config.data.data_dir = args.data_dir or os.path.join(tempfile.gettempdir(), "anonymax_bench_tfds")
+  split, _ = train.load_data(config)
+  train.finalize_config(config, split)
+  anonymizer, reviewer = train.build_models(config)
+  optimizer = optim.make_optimizer(train.optimizer_config(config))
+  state = train.create_state(config, anonymizer, reviewer, optimizer, split.visuals.shape[1:])
+  oracle = SleepingOracle(args.latency_ms / 1000.0)
+  bridge = OracleBridge(oracle, split.queries)
+  step_fn = train.make_train_step(config, anonymizer, reviewer, optimizer, bridge)
+
+  def batch(k):
+    n = split.visuals.shape[0]
+    u = pipeline.batch_indices(k, num_examples=n, batch_size=config.batch_size, seed=0)
+    p = pipeline.batch_indices(k, num_examples=n, batch_size=config.privacy_batch_size, seed=1)
+    return split.visuals[u], u.astype(np.int32), split.visuals[p], split.privacy[p]
+
+  state, _ = step_fn(state, *batch(0))  # compile
+  jax.block_until_ready(state)
+  bridge.seconds = 0.0
+  batches = [batch(k) for k in range(1, args.steps + 1)]
+  start = time.perf_counter()
+  for b in batches:
+    state, metrics = step_fn(state, *b)
+  jax.block_until_ready((state, metrics))
+  wall = time.perf_counter() - start
+  ratio = wall / bridge.seconds
+  print(
+    f"{'variant':>10} {'steps':>6} {'latency_ms':>11} {'step_ms':>8} {'oracle_ms':>10} {'compiles':>9}"
+  )
+  print(
+    f"{args.variant or 'default':>10} {args.steps:>6} {args.latency_ms:>11.1f} "
+    f"{1000 * wall / args.steps:>8.1f} {1000 * bridge.seconds / args.steps:>10.1f} "
+    f"{step_fn._cache_size():>9}"
+  )
+  print(f"overhead_ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,156 @@
+r"""The embedded default: the synthetic benchmark against the reference black box (no download).
+
+Train, then evaluate (writes eval.json, eval.md, samples.png in the workdir):
+
+  python launch/train.py --config=configs/synthetic.py --workdir=workdirs/synthetic
+  python launch/eval.py  --config=configs/synthetic.py --workdir=workdirs/synthetic
+
+Variants (comma-separated after a colon; combinable):
+  smoke                 tiny sizes and few steps: a few minutes on a laptop, used by the tests.
+  clips                 short clips (T frames) with action recognition instead of image VQA.
+  oracle=openai         the black box behind any OpenAI-compatible server (key from $OPENAI_API_KEY);
+  base_url=URL          ... at this address, e.g. the reference served by
+                        `python -m anonymax.oracles.server --port 8000` → base_url=http://127.0.0.1:8000/v1
+  model=NAME            the served model's name (oracle=openai) or a local path (oracle=hf).
+  oracle=hf             a local transformers model (LLaVA / Video-LLaVA) from model=PATH.
+  loss=nll|choice|vqa   the utility loss the black box returns.
+  zo=ours|spsa|spsa_gc  the zeroth-order method for the utility gradient (paper Table 6).
+  scal=augmented_tchebycheff|tchebycheff|weighted_sum|smooth_tchebycheff   (paper Table 5).
+
+Example:
+  python launch/train.py --config=configs/synthetic.py:smoke,zo=spsa --workdir=/tmp/w
+Any field is overridable too, e.g. --config.total_steps=100.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def _parse(arg: str | None) -> dict[str, str]:
+  out = {}
+  for part in (arg or "").split(","):
+    part = part.strip()
+    if not part:
+      continue
+    key, _, value = part.partition("=")
+    out[key] = value if value else "true"
+  return out
+
+
+_KNOWN_ARGS = ("smoke", "clips", "oracle", "base_url", "model", "loss", "zo", "scal")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the synthetic-benchmark config; `arg` selects variants (see the module docstring)."""
+  args = _parse(arg)
+  unknown = sorted(set(args) - set(_KNOWN_ARGS))
+  if unknown:
+    raise ValueError(f"configs/synthetic.py: unknown variant(s) {unknown}; known: {_KNOWN_ARGS}")
+  smoke = args.get("smoke") == "true"
+  clips = args.get("clips") == "true"
+
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # --- Data: utility and privacy examples both come from the synthetic benchmark here. ---
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = "synthetic"
+  c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.data.image_size = 32 if smoke else 64
+  c.data.clip_length = (4 if smoke else 8) if clips else 0
+  c.data.num_train = 256 if smoke else 4000
+  c.data.num_test = 128 if smoke else 1000
+  c.data.seed = 0
+
+  # --- Models. ---
+  c.anonymizer = ml_collections.ConfigDict()
+  c.anonymizer.name = "unet"
+  c.anonymizer.features = (8, 16) if smoke else (8, 16, 32)
+  c.anonymizer.groups = 4
+
+  c.reviewer = ml_collections.ConfigDict()
+  c.reviewer.name = "resnet_tiny" if smoke else "resnet18"
+  # A narrow ResNet-18 with the ImageNet stem keeps a CPU step cheap; real data uses resnet50.
+  c.reviewer.kwargs = {} if smoke else dict(num_filters=16, small_input=False)
+  c.reviewer.learning_rate = 1e-3
+  c.reviewer.steps_per_step = 1  # reviewer updates per anonymizer step (adversarial alternation)
+  c.reviewer.restart_every = (
+    0  # re-initialise the reviewer every N steps (0: never), Wu et al. 2020
+  )
+
+  # --- The black box. ---
+  c.oracle = ml_collections.ConfigDict()
+  c.oracle.kind = args.get("oracle", "reference")
+  c.oracle.loss = args.get("loss", "nll" if c.oracle.kind != "openai" else "choice")
+  c.oracle.cache = c.oracle.kind != "reference"  # persistent cache in the workdir for paid oracles
+  c.oracle.reference = ml_collections.ConfigDict()
+  c.oracle.reference.cache_dir = ml_collections.FieldReference(None, field_type=str)
+  # None: the reference's own defaults (images 8192 examples / 1500 steps; clips 1024 / 300).
+  c.oracle.reference.num_train = (
+    1024 if smoke else ml_collections.FieldReference(None, field_type=int)
+  )
+  c.oracle.reference.steps = 300 if smoke else ml_collections.FieldReference(None, field_type=int)
+  c.oracle.openai = ml_collections.ConfigDict()
+  c.oracle.openai.model = args.get("model", "reference") if c.oracle.kind == "openai" else "gpt-4o"
+  c.oracle.openai.base_url = args.get("base_url", "") or ml_collections.FieldReference(
+    None, field_type=str
+  )
+  c.oracle.openai.api_key_env = "OPENAI_API_KEY"
+  c.oracle.openai.concurrency = 16
+  c.oracle.openai.max_retries = 3
+  c.oracle.openai.timeout = 30.0
+  c.oracle.openai.image_format = "png"
+  c.oracle.openai.budget_calls = ml_collections.FieldReference(None, field_type=int)
+  c.oracle.openai.budget_cost = ml_collections.FieldReference(None, field_type=float)
+  c.oracle.openai.budget_tokens = ml_collections.FieldReference(None, field_type=int)
+  c.oracle.openai.prices = ml_collections.FieldReference(
+    None, field_type=dict
+  )  # {input, output} per 1M tokens
+  c.oracle.openai.detail = "auto"
+  c.oracle.openai.jpeg_quality = 90
+  c.oracle.openai.max_tokens = 16
+  c.oracle.openai.top_logprobs = 10
+  c.oracle.hf = ml_collections.ConfigDict()
+  c.oracle.hf.model_path = args.get("model", "") if c.oracle.kind == "hf" else ""
+  c.oracle.hf.device = "cpu"
+  c.oracle.hf.batch_size = 8
+  c.oracle.hf.dtype = "auto"
+  c.oracle.hf.max_new_tokens = 10
+  c.oracle.hf.answer_weighting = "frequency"
+  c.oracle.hf.system_prompt = ml_collections.FieldReference(None, field_type=str)
+
+  # --- Objective and optimizer (anonymax.optim.make_optimizer). ---
+  c.privacy_loss = "neg_entropy"
+  c.optim = ml_collections.ConfigDict()
+  c.optim.zo_method = args.get("zo", "ours")
+  c.optim.num_samples = 1  # q: SPSA perturbations per step (2q oracle calls per sample)
+  c.optim.perturb = ""  # regex on parameter paths to perturb ("" = all)
+  c.optim.history = dict(memory_size=5, decay=0.9, gamma=0.5, b=1.0, selection="critical")
+  c.optim.spsa_gc = dict(beta=0.9)
+  c.optim.scalarization = dict(
+    kind=args.get("scal", "augmented_tchebycheff"),
+    weights=(0.5, 0.5),
+    ideal=(0.0, 0.0),  # the privacy ideal is replaced by losses.privacy_ideal(privacy_loss)
+    eps=1e-3,
+    sigma=0.1,
+    mu=0.1,
+  )
+  c.optim.gains = dict(a=2e-3, A=10.0, alpha=0.602, c=1e-2, gamma=0.101)
+
+  # --- Loop. ---
+  c.batch_size = 8 if smoke else 16  # utility samples per step (2x that many oracle calls)
+  c.privacy_batch_size = 8 if smoke else 16
+  c.total_steps = 6 if smoke else 600
+  c.log_every = 2 if smoke else 25
+  c.checkpoint_every = 3 if smoke else 100
+
+  # --- Evaluation (launch/eval.py). ---
+  c.eval = ml_collections.ConfigDict()
+  c.eval.judge_model = "resnet_tiny" if smoke else "resnet18"
+  c.eval.judge_kwargs = {} if smoke else dict(num_filters=16, small_input=False)
+  c.eval.judge_steps = 30 if smoke else 600
+  c.eval.judge_batch_size = 32 if smoke else 64
+  c.eval.judge_learning_rate = 1e-3
+  c.eval.num_samples_png = 8
+  return c

@@ -1,0 +1,45 @@
+r"""Evaluates the latest checkpoint of a workdir with the paper's protocol.
+
+  python launch/eval.py --config=configs/synthetic.py --workdir=workdirs/synthetic
+
+Writes eval.json, eval.md (a Markdown table beside the raw-data row) and samples.png in the workdir.
+Use the same --config (and overrides) as for training.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from anonymax import evaluate  # noqa: E402
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+config_flags.DEFINE_config_file(
+  "config",
+  os.path.join(_ROOT, "configs", "synthetic.py"),
+  "Config file (path[:variants]).",
+  lock_config=False,
+)
+flags.DEFINE_string("workdir", None, "The training workdir (default: workdirs/<config name>).")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  name = os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename.split(":")[0]))[0]
+  workdir = flags.FLAGS.workdir or os.path.join("workdirs", name)
+  result = evaluate.evaluate(flags.FLAGS.config, workdir)
+  with open(os.path.join(workdir, "eval.md")) as f:
+    print(f.read())
+  print(
+    f"utility {result['utility']:.1f} (raw {result['raw_utility']:.1f}), "
+    f"privacy cMAP {result['privacy_cmap']:.1f} (raw {result['raw_privacy_cmap']:.1f}); "
+    f"files in {workdir}"
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)

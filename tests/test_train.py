@@ -1,0 +1,162 @@
+"""The trainer on the smoke config: one real step, the raw-pixel guarantee, compile-once, faults."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from anonymax import optim, train
+from anonymax.oracles import STATUS_FAILED, STATUS_OK, OracleOutput, OracleStats
+from anonymax.oracles.bridge import OracleBridge
+from configs import synthetic
+
+MARKER = np.array([255, 0, 255], np.uint8)  # a pixel no synthetic scene has at (0, 0)
+
+
+@pytest.fixture(scope="module")
+def shared_dirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("shared")
+  return str(root / "tfds"), str(root / "reference")
+
+
+def smoke_config(shared_dirs, **overrides):
+  config = synthetic.get_config("smoke")
+  config.data.data_dir, config.oracle.reference.cache_dir = shared_dirs
+  for key, value in overrides.items():
+    node = config
+    *path, leaf = key.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+class SpyOracle:
+  """A black box that scores brightness and records every array it is sent."""
+
+  name = "spy"
+  loss = "nll"
+
+  def __init__(self, fail_every=0):
+    self.stats = OracleStats()
+    self.received: list[np.ndarray] = []
+    self.fail_every = fail_every
+
+  def query(self, visuals, queries):
+    self.received.append(np.array(visuals))
+    n = len(queries)
+    status = np.full(n, STATUS_OK, np.int32)
+    if self.fail_every:
+      status[:: self.fail_every] = STATUS_FAILED
+    self.stats.calls += n
+    losses = visuals.reshape(n, -1).mean(-1).astype(np.float32) / 255.0
+    return OracleOutput(losses, status, ["x"] * n)
+
+
+def test_one_real_step_of_train_and_evaluate(shared_dirs, tmp_path):
+  """The real path: synthetic TFDS data, the reference black box, orbax checkpoint, metrics."""
+  config = smoke_config(shared_dirs, total_steps=1, checkpoint_every=1, log_every=1)
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 1
+  assert int(state.oracle_samples) == 2 * config.optim.num_samples * config.batch_size
+  assert os.path.isdir(tmp_path / "checkpoints" / "1")
+  row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+  assert row["step"] == 1
+  assert np.isfinite(row["l_mllm"]) and row["l_mllm"] > 0  # the reference NLL of real answers
+  assert np.isfinite(row["l_privacy"])
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["oracle"]["kind"] == "reference"
+  leaves = jax.tree.leaves(state.params)
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+
+
+def test_only_anonymizer_outputs_reach_the_oracle(shared_dirs, tmp_path, monkeypatch):
+  """A spy oracle sees only arrays carrying the anonymizer's marker, never a raw input."""
+  real_build = train.build_models
+
+  class Marked(nn.Module):
+    inner: nn.Module
+
+    @nn.compact
+    def __call__(self, x):
+      y = self.inner(x)
+      return y.at[..., 0, 0, :].set(jnp.asarray(MARKER, y.dtype) / 255.0)
+
+  def build_marked(config):
+    anonymizer, reviewer = real_build(config)
+    return Marked(anonymizer), reviewer
+
+  monkeypatch.setattr(train, "build_models", build_marked)
+  config = smoke_config(shared_dirs, total_steps=2, checkpoint_every=2)
+  spy = SpyOracle()
+  train.train_and_evaluate(config, str(tmp_path), oracle=spy)
+
+  train_split, _ = train.load_data(config)
+  raw = train_split.visuals
+  assert not np.any(np.all(raw[..., 0, 0, :] == MARKER, axis=-1)), (
+    "marker must be absent from raw data"
+  )
+  assert len(spy.received) == 2  # one oracle call per step
+  for batch in spy.received:
+    assert batch.shape[0] == 2 * config.batch_size
+    assert np.all(batch[..., 0, 0, :] == MARKER), (
+      "something other than an anonymizer output was sent"
+    )
+    for visual in batch:
+      assert not np.any(np.all(raw == visual, axis=tuple(range(1, raw.ndim))))
+
+
+def _pieces(config, oracle):
+  train_split, _ = train.load_data(config)
+  train.finalize_config(config, train_split)
+  anonymizer, reviewer = train.build_models(config)
+  optimizer = optim.make_optimizer(train.optimizer_config(config))
+  state = train.create_state(config, anonymizer, reviewer, optimizer, train_split.visuals.shape[1:])
+  bridge = OracleBridge(oracle, train_split.queries)
+  step_fn = train.make_train_step(config, anonymizer, reviewer, optimizer, bridge)
+  return train_split, state, step_fn
+
+
+def _batch(split, config, step):
+  from anonymax.data import pipeline
+
+  u = pipeline.batch_indices(
+    step, num_examples=len(split.queries), batch_size=config.batch_size, seed=0
+  )
+  p = pipeline.batch_indices(
+    step, num_examples=len(split.queries), batch_size=config.privacy_batch_size, seed=1
+  )
+  return split.visuals[u], u.astype(np.int32), split.visuals[p], split.privacy[p]
+
+
+def test_train_step_compiles_once(shared_dirs):
+  config = smoke_config(shared_dirs)
+  split, state, step_fn = _pieces(config, SpyOracle())
+  for k in range(3):
+    state, metrics = step_fn(state, *_batch(split, config, k))
+  assert int(state.step) == 3
+  assert step_fn._cache_size() == 1
+
+
+def test_failed_samples_are_skipped_and_counted(shared_dirs):
+  config = smoke_config(shared_dirs)
+  split, state, step_fn = _pieces(config, SpyOracle(fail_every=4))
+  state, metrics = step_fn(state, *_batch(split, config, 0))
+  n = 2 * config.batch_size
+  assert int(state.skipped) == len(range(0, n, 4))
+  assert int(metrics["pairs_scored"]) < config.batch_size
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params))
+
+
+def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(shared_dirs):
+  config = smoke_config(shared_dirs)
+  split, state, step_fn = _pieces(config, SpyOracle(fail_every=1))
+  before = jax.tree.map(np.array, state.params)
+  state, _ = step_fn(state, *_batch(split, config, 0))
+  assert int(state.skipped) == 2 * config.batch_size
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(a, np.asarray(b))
