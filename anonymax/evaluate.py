@@ -184,12 +184,21 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     fn = models.get_model(name)
     rows_spec.append((name, batched_anonymizer(lambda x, fn=fn: fn(x))))
 
+  # The raw-data row asks the black box about raw test images: fine for a local model, but for a
+  # remote service it is opt-in (config.eval.send_raw_to_oracle).
+  send_raw = bool(config.eval.get("send_raw_to_oracle", config.oracle.kind != "openai"))
   rows, answers = [], {}
   for name, fn in rows_spec:
     logging.info("evaluating %s", name)
     test_anon = fn(test_split.visuals)
     train_anon = fn(train_split.visuals)
-    u = utility(oracle, test_anon, test_split)
+    if name == "raw data" and not send_raw:
+      # Raw pixels never go to a remote black box unless the config says so explicitly.
+      u = {"accuracy": float("nan"), "loss": float("nan"), "failed": 0}
+      u["answers"] = ["(not sent)"] * len(test_split.queries)
+      u["metric"] = "action_top1" if test_split.is_video else "vqa_accuracy"
+    else:
+      u = utility(oracle, test_anon, test_split)
     p = privacy(train_anon, train_split, test_anon, test_split, config)
     answers[name] = (test_anon, u["answers"])
     rows.append(

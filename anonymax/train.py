@@ -137,6 +137,7 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
   mask = config.optim.get("perturb", "") or None
   draw, estimate = perturbation_for(config.optim.zo_method)
   privacy_kind = config.privacy_loss
+  privacy_scale = float(config.optim.get("privacy_grad_scale", 1.0))
   rev_tx = reviewer_optimizer(config)
 
   def anonymize(params, x):
@@ -182,6 +183,10 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
       return losses.privacy_loss(logits, privacy_kind, labels=p_labels)
 
     l_privacy, h = jax.value_and_grad(privacy_objective)(state.params)
+    # SPSA estimates carry a norm about √D times that of the gradient they estimate, so the exact
+    # privacy gradient is rescaled to a comparable size before the two are combined (config;
+    # 1.0 is the paper's Eq. 11 unchanged). The selection i* still uses the raw losses.
+    h = jax.tree.map(lambda g: g * privacy_scale, h)
 
     # 4. Critical history → scalarization → −a_k (anonymax.optim). A step whose oracle call
     #    returned nothing usable changes nothing (no update, no history entry).
@@ -231,6 +236,9 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
       "reviewer_bce": bce,
       "c_k": c_k,
       "pairs_scored": n_ok.sum(),
+      "g_hat_norm": optax.tree.norm(g_hat),
+      "privacy_grad_norm": optax.tree.norm(h),
+      "update_norm": optax.tree.norm(updates),
       "indicator": new_opt_state.indicator,
       "selected": new_opt_state.selected,
     }

@@ -87,3 +87,12 @@ def test_mismatched_batch_is_a_clear_error():
   bridge = OracleBridge(MeanBrightnessOracle(), QUERIES)
   with pytest.raises(ValueError, match="3 samples but indices 2"):
     bridge(jnp.zeros((3, 2, 2, 3)), jnp.array([0, 1], jnp.int32))
+
+
+def test_correct_choice_is_the_majority_answer_among_the_options():
+  from anonymax.oracles.base import correct_choice
+
+  q = Query("How many?", ("2", "two", "two", "three", "two"), ("one", "two", "three"))
+  assert correct_choice(q) == "two"  # "2" is not an option; "two" outvotes "three"
+  assert correct_choice(Query("?", ("three", "two"), ("two", "three"))) == "three"  # tie: first listed
+  assert correct_choice(Query("?", ("blue",), ("red",))) is None

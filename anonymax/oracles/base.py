@@ -123,3 +123,19 @@ def check_loss_name(loss: str) -> str:
   if loss not in UTILITY_LOSSES:
     raise ValueError(f"oracle.loss={loss!r}: must be one of {UTILITY_LOSSES}")
   return loss
+
+
+def correct_choice(query: Query) -> str | None:
+  """The option scored as correct by the ``"choice"`` loss: the most frequent reference answer
+  that is among `query.choices` (ties: the first listed), or None when none is.
+
+  Annotator answers can be noisy (a wrong answer, a synonym such as "2" for "two"), so the
+  majority is used rather than `answers[0]`; with a single reference they agree.
+  """
+  counts: dict[str, int] = {}
+  for a in query.answers:
+    if a in query.choices:
+      counts[a] = counts.get(a, 0) + 1
+  if not counts:
+    return None
+  return max(counts, key=lambda a: (counts[a], -query.answers.index(a)))

@@ -17,7 +17,7 @@ Utility losses and which servers support them:
   * ``"choice"`` L = −log( m_c / Σ_o m_o ), where m_o is the probability mass, among the first
     answer token's `top_logprobs`, of the tokens that begin option o (a token that begins several
     options shares its mass equally among them), floored at exp(`floor_logprob`); c is the correct
-    option `Query.answers[0]`. Needs `logprobs`/`top_logprobs`: OpenAI GPT-4o/4.1 family, vLLM,
+    option (`base.correct_choice`: the majority reference answer among the options). Needs `logprobs`/`top_logprobs`: OpenAI GPT-4o/4.1 family, vLLM,
     llama.cpp server; not the o-series reasoning models nor deployments that disable log-probs.
   * ``"nll"``    not supported: chat completions cannot score a given (teacher-forced) answer.
 
@@ -58,6 +58,7 @@ from anonymax.oracles.base import (
   OracleStats,
   Query,
   check_loss_name,
+  correct_choice,
   to_uint8,
 )
 
@@ -427,8 +428,8 @@ class OpenAIOracle:
       return 0.0, STATUS_INVALID, ""
     if self.loss == "vqa":
       return 1.0 - float(metrics.vqa_accuracy(text, list(query.answers))), STATUS_OK, text
-    correct = query.answers[0]
-    if correct not in query.choices:
+    correct = correct_choice(query)
+    if correct is None:
       log.warning("choice loss: correct answer %r is not among the query's choices", correct)
       return 0.0, STATUS_INVALID, text
     try:
