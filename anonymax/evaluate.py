@@ -146,6 +146,21 @@ def samples_figure(
   plt.close(fig)
 
 
+def _nan_to_none(tree):
+  """NaN (a figure that was not measured) → None, so eval.json stays valid JSON."""
+  if isinstance(tree, dict):
+    return {k: _nan_to_none(v) for k, v in tree.items()}
+  if isinstance(tree, list):
+    return [_nan_to_none(v) for v in tree]
+  if isinstance(tree, float) and not np.isfinite(tree):
+    return None
+  return tree
+
+
+def _fmt(value, spec: str) -> str:
+  return "n/a" if value is None else format(value, spec)
+
+
 def markdown_table(result: dict) -> str:
   metric = result["utility_metric"]
   lines = [
@@ -154,7 +169,8 @@ def markdown_table(result: dict) -> str:
   ]
   for row in result["rows"]:
     lines.append(
-      f"| {row['name']} | {row['utility']:.1f} | {row['utility_loss']:.3f} | {row['privacy_cmap']:.1f} |"
+      f"| {row['name']} | {_fmt(row['utility'], '.1f')} | {_fmt(row['utility_loss'], '.3f')} "
+      f"| {_fmt(row['privacy_cmap'], '.1f')} |"
     )
   lines.append("")
   lines.append(
@@ -228,10 +244,18 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     "rows": rows,
   }
   result["oracle_calls"] = result["train_oracle_calls"] + result["eval_oracle_calls"]
+  result = _nan_to_none(result)
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
+  if not send_raw:
+    table_note = (
+      "\nThe raw-data utility was not measured: raw images are not sent to a remote black box "
+    )
+    table_note += "(set config.eval.send_raw_to_oracle=True to allow it).\n"
+  else:
+    table_note = ""
   with open(os.path.join(workdir, "eval.md"), "w") as f:
-    f.write(markdown_table(result))
+    f.write(markdown_table(result) + table_note)
   samples_figure(
     os.path.join(workdir, "samples.png"),
     test_split.visuals,

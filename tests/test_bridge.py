@@ -94,5 +94,7 @@ def test_correct_choice_is_the_majority_answer_among_the_options():
 
   q = Query("How many?", ("2", "two", "two", "three", "two"), ("one", "two", "three"))
   assert correct_choice(q) == "two"  # "2" is not an option; "two" outvotes "three"
-  assert correct_choice(Query("?", ("three", "two"), ("two", "three"))) == "three"  # tie: first listed
+  assert (
+    correct_choice(Query("?", ("three", "two"), ("two", "three"))) == "three"
+  )  # tie: first listed
   assert correct_choice(Query("?", ("blue",), ("red",))) is None
