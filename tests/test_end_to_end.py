@@ -40,3 +40,40 @@ def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
   assert "raw data" in table and "anonymax" in table
   assert (workdir / "samples.png").stat().st_size > 1000
   assert (workdir / "metrics.jsonl").exists()
+  _anonymize_own_files(tmp_path, common, env)
+
+
+def _anonymize_own_files(tmp_path, common, env):
+  """launch/anonymize.py: good files written, a truncated one named and skipped, odd modes OK."""
+  import numpy as np
+  from PIL import Image
+
+  inputs = tmp_path / "mine"
+  inputs.mkdir()
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 256, (40, 50, 3), np.uint8)).save(inputs / "photo.png")
+  Image.fromarray(rng.integers(0, 256, (20, 20), np.uint8), "L").save(inputs / "gray.png")
+  (inputs / "broken.jpg").write_bytes((inputs / "photo.png").read_bytes()[:60])
+  out = tmp_path / "out"
+  script = os.path.join(ROOT, "launch", "anonymize.py")
+  proc = subprocess.run(
+    [sys.executable, script, *common, f"--inputs={inputs}", f"--output={out}"],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "broken.jpg" in proc.stderr and "1 file(s) skipped" in proc.stdout
+  size = 32  # the smoke config's training size
+  for name in ("photo.png", "gray.png"):
+    img = np.asarray(Image.open(out / name))
+    assert img.shape == (size, size, 3) and img.dtype == np.uint8
+  missing = subprocess.run(
+    [sys.executable, script, *common, f"--inputs={inputs / 'nope.png'}", f"--output={out}"],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert missing.returncode != 0 and "nope.png does not exist" in missing.stderr
