@@ -142,16 +142,23 @@ class TrainStep:
   repeats it exactly.
   """
 
-  def __init__(self, utility, privacy, combine):
+  def __init__(self, utility, privacy, combine, bridge: OracleBridge):
     self.utility, self.privacy, self.combine = utility, privacy, combine
+    self.bridge = bridge
     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oracle-step")
 
   def __call__(self, state: TrainState, u_visuals, u_ids, p_visuals, p_labels):
+    self.bridge.call_started.clear()
     pending = self._pool.submit(
       lambda: jax.block_until_ready(
         self.utility(state.params, state.opt_state, state.rng, state.step, u_visuals, u_ids)
       )
     )
+    # Start the privacy work once the oracle call is under way, so that the perturbed
+    # anonymizations before it have both cores (the wait ends early if the utility part fails).
+    while not self.bridge.call_started.wait(0.01):
+      if pending.done():
+        break
     privacy_out = self.privacy(
       state.params, state.reviewer_vars, state.reviewer_opt_state, p_visuals, p_labels
     )
@@ -286,7 +293,10 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     return new_state, metrics
 
   return TrainStep(
-    jax.jit(utility_part), jax.jit(privacy_part), jax.jit(combine, donate_argnums=(0,))
+    jax.jit(utility_part),
+    jax.jit(privacy_part),
+    jax.jit(combine, donate_argnums=(0,)),
+    bridge,
   )
 
 

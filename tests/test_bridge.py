@@ -98,3 +98,10 @@ def test_correct_choice_is_the_majority_answer_among_the_options():
     correct_choice(Query("?", ("three", "two"), ("two", "three"))) == "three"
   )  # tie: first listed
   assert correct_choice(Query("?", ("blue",), ("red",))) is None
+
+
+def test_call_started_is_signalled_when_the_host_is_reached():
+  bridge = OracleBridge(MeanBrightnessOracle(), QUERIES)
+  assert not bridge.call_started.is_set()
+  jax.jit(bridge)(jnp.zeros((1, 2, 2, 3)), jnp.array([0], jnp.int32))
+  assert bridge.call_started.is_set()

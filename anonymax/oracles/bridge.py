@@ -13,6 +13,7 @@ else, so raw pixels never reach an oracle (tested with a spy oracle).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -54,9 +55,12 @@ class OracleBridge:
     self.last_answers: list[str] = []
     self.seconds = 0.0
     self.samples = 0
+    # Set when a call reaches the host; lets a caller start other work once the device is idle.
+    self.call_started = threading.Event()
 
   def host_fn(self, visuals: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The callback body: numpy in, (losses float32 [N], status int32 [N]) out; never raises."""
+    self.call_started.set()
     n = int(np.shape(indices)[0])
     start = time.perf_counter()
     try:
