@@ -42,6 +42,12 @@ def scrub_secrets(tree: Any) -> Any:
   return str(tree)
 
 
+def default_workdir(config_path: str) -> str:
+  """`workdirs/<config name>` for `path/to/<config name>.py[:variants]` (the launchers' default)."""
+  name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+  return os.path.join("workdirs", name)
+
+
 def manager(
   workdir: str, *, max_to_keep: int = 2, read_only: bool = False
 ) -> ocp.CheckpointManager:

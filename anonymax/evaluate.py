@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anonymax import checkpoint, metrics, models, privacy_judge
+from anonymax import checkpoint, metrics, models, optim, privacy_judge
+from anonymax import train as train_lib
 from anonymax.data.pipeline import Split
-from anonymax.oracles.base import STATUS_OK, Oracle
+from anonymax.oracles.base import STATUS_OK, Oracle, to_uint8
 from anonymax.oracles.factory import make_oracle
 
 AnonymizeFn = Callable[[np.ndarray], np.ndarray]  # uint8 visuals → float32 visuals in [0, 1]
@@ -48,8 +49,6 @@ def batched_anonymizer(apply_fn, batch_size: int = 64) -> AnonymizeFn:
 
 def utility(oracle: Oracle, anonymized: np.ndarray, split: Split, batch_size: int = 64) -> dict:
   """Scores the black box on anonymized visuals (float [0, 1]); returns accuracy, loss, answers."""
-  from anonymax.oracles.base import to_uint8
-
   answers, losses, ok = [], [], []
   for i in range(0, anonymized.shape[0], batch_size):
     out = oracle.query(to_uint8(anonymized[i : i + batch_size]), split.queries[i : i + batch_size])
@@ -94,18 +93,20 @@ def privacy(train_anon, train_split: Split, test_anon, test_split: Split, config
   return {"cmap": 100.0 * float(result["cmap"]), "per_class_ap": result.get("per_class_ap")}
 
 
-def restore_anonymizer(config, workdir: str):
-  """(anonymizer module, params, training meta) from the latest checkpoint of `workdir`."""
-  from anonymax import train as train_lib
+def restore_anonymizer(config, workdir: str, train_split: Split | None = None):
+  """(anonymizer module, params, training meta) from the latest checkpoint of `workdir`.
 
+  `train_split` (loaded when None) gives the visual shape and the number of attributes.
+  """
   mgr = checkpoint.manager(workdir, read_only=True)
   step = mgr.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: run launch/train.py first")
-  train_split, _ = train_lib.load_data(config)
+  if train_split is None:
+    train_split = train_lib.load_split(config, "train")
   train_lib.finalize_config(config, train_split)
   anonymizer, reviewer = train_lib.build_models(config)
-  optimizer = train_lib.optim.make_optimizer(train_lib.optimizer_config(config))
+  optimizer = optim.make_optimizer(train_lib.optimizer_config(config))
   abstract = jax.eval_shape(
     lambda: train_lib.create_state(
       config, anonymizer, reviewer, optimizer, train_split.visuals.shape[1:]
@@ -182,11 +183,9 @@ def markdown_table(result: dict) -> str:
 
 def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   """Runs the protocol and writes eval.json / eval.md / samples.png; returns the eval.json dict."""
-  from anonymax import train as train_lib
-
   config = config.copy_and_resolve_references()
-  anonymizer, params, meta = restore_anonymizer(config, workdir)
   train_split, test_split = train_lib.load_data(config)
+  anonymizer, params, meta = restore_anonymizer(config, workdir, train_split)
   if oracle is None:
     oracle = make_oracle(config, workdir)
   calls_before = int(getattr(getattr(oracle, "stats", None), "calls", 0))

@@ -1,14 +1,15 @@
 """Trains the anonymizer against a black-box MLLM and an adversarial privacy reviewer.
 
-One step (DESIGN.md §3), all inside one `jax.jit`:
+One step (DESIGN.md §3), as three jitted parts (see `TrainStep`):
   1. Δ_k ← Rademacher(fold_in(key, k)); θ ± c_k Δ_k; both perturbed anonymizations of the utility
-     batch in one `vmap`.
+     batch.
   2. One ordered host callback sends the 2B anonymized visuals (never raw ones) to the oracle and gets
      per-sample losses + status back; ĝ_k = (L⁺ − L⁻)/(2c_k)·Δ_k over the samples scored in both
      (Eq. 7), and L_MLLM(θ_k) ≈ (L⁺ + L⁻)/2.
-  3. L_Privacy and its exact gradient h_k through f_P ∘ f_A.
+  3. L_Privacy and its exact gradient h_k through f_P ∘ f_A (while the oracle answers).
   4. critical history on ĝ_k → scalarization of (L_MLLM, L_Privacy) → −a_k → apply (Eqs. 8–12).
-  5. The reviewer f_P takes a BCE step on f_A(x) of the privacy batch (adversarial alternation).
+  5. The reviewer f_P takes a BCE step on f_A(x; θ_k) of the privacy batch (adversarial
+     alternation).
 The host loop logs, checkpoints (orbax) and resumes; the data position is the step.
 """
 
@@ -69,8 +70,7 @@ def reviewer_optimizer(config) -> optax.GradientTransformation:
 
 
 def init_reviewer(reviewer, key, sample):
-  variables = reviewer.init(key, sample, train=False)
-  return flax.core.unfreeze(variables) if hasattr(flax.core, "unfreeze") else dict(variables)
+  return flax.core.unfreeze(reviewer.init(key, sample, train=False))
 
 
 def create_state(config, anonymizer, reviewer, optimizer, visual_shape) -> TrainState:
@@ -318,18 +318,23 @@ def make_reviewer_restart(config, reviewer, visual_shape):
 # ----------------------------------------------------------------------------------------------
 # The loop.
 # ----------------------------------------------------------------------------------------------
-def load_data(config):
-  """(train split, test split) of the configured dataset."""
+def load_split(config, split: str):
+  """The configured dataset's "train" or "test" split."""
   d = config.data
-  kwargs = dict(
+  return pipeline.load_split(
+    d.dataset,
+    split,
+    num_examples=d.num_train if split == "train" else d.num_test,
     data_dir=d.data_dir,
     image_size=d.image_size,
     clip_length=d.clip_length,
     seed=d.seed,
   )
-  train = pipeline.load_split(d.dataset, "train", num_examples=d.num_train, **kwargs)
-  test = pipeline.load_split(d.dataset, "test", num_examples=d.num_test, **kwargs)
-  return train, test
+
+
+def load_data(config):
+  """(train split, test split) of the configured dataset."""
+  return load_split(config, "train"), load_split(config, "test")
 
 
 def finalize_config(config, train_split) -> None:
@@ -363,14 +368,10 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
     oracle: the black box; built from `config.oracle` when None (tests pass spies here).
   """
   os.makedirs(workdir, exist_ok=True)
-  config = (
-    config.copy_and_resolve_references()
-    if hasattr(config, "copy_and_resolve_references")
-    else config
-  )
+  config = config.copy_and_resolve_references()
 
-  # --- Data. ---
-  train_split, _ = load_data(config)
+  # --- Data (training needs no test split). ---
+  train_split = load_split(config, "train")
   finalize_config(config, train_split)
   visual_shape = train_split.visuals.shape[1:]
   num_train = train_split.visuals.shape[0]
@@ -389,7 +390,7 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   mgr = checkpoint.manager(workdir)
   restored = checkpoint.restore(mgr, state)
   if restored is not None:
-    state, meta = restored
+    state, _ = restored
     logging.info("resumed from step %d", int(state.step))
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(checkpoint.scrub_secrets(config.to_dict()), f, indent=2, default=str)

@@ -91,7 +91,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.oracle.reference.steps = 300 if smoke else ml_collections.FieldReference(None, field_type=int)
   c.oracle.openai = ml_collections.ConfigDict()
-  c.oracle.openai.model = args.get("model", "reference") if c.oracle.kind == "openai" else "gpt-4o"
+  # The served model's name; a local `python -m anonymax.oracles.server` answers to any name.
+  c.oracle.openai.model = args.get("model", "gpt-4o") if c.oracle.kind == "openai" else "gpt-4o"
   c.oracle.openai.base_url = args.get("base_url", "") or ml_collections.FieldReference(
     None, field_type=str
   )

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from anonymax import evaluate  # noqa: E402
+from anonymax import checkpoint, evaluate  # noqa: E402
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
@@ -29,8 +29,7 @@ flags.DEFINE_string("workdir", None, "The training workdir (default: workdirs/<c
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  name = os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename.split(":")[0]))[0]
-  workdir = flags.FLAGS.workdir or os.path.join("workdirs", name)
+  workdir = flags.FLAGS.workdir or checkpoint.default_workdir(flags.FLAGS["config"].config_filename)
   result = evaluate.evaluate(flags.FLAGS.config, workdir)
   with open(os.path.join(workdir, "eval.md")) as f:
     print(f.read())

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from anonymax import train  # noqa: E402
+from anonymax import checkpoint, train  # noqa: E402
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
@@ -32,15 +32,10 @@ flags.DEFINE_string(
 )
 
 
-def default_workdir(config_path: str) -> str:
-  name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("workdirs", name)
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  workdir = flags.FLAGS.workdir or default_workdir(flags.FLAGS["config"].config_filename)
+  workdir = flags.FLAGS.workdir or checkpoint.default_workdir(flags.FLAGS["config"].config_filename)
   state = train.train_and_evaluate(flags.FLAGS.config, workdir)
   print(f"trained to step {int(state.step)}; checkpoints in {os.path.join(workdir, 'checkpoints')}")
   print(

@@ -137,3 +137,10 @@ def test_a_killed_run_resumes_to_the_same_parameters(tmp_path):
   assert step_a == step_b == total
   for x, y in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_default_workdir_is_named_after_the_config_file():
+  assert checkpoint.default_workdir("configs/synthetic.py:smoke,zo=spsa") == os.path.join(
+    "workdirs", "synthetic"
+  )
+  assert checkpoint.default_workdir("/abs/okvqa.py") == os.path.join("workdirs", "okvqa")

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from anonymax.optim.masks import Mask, apply_mask
+from anonymax.optim.spsa import spall_learning_rate, spall_perturbation
 
 PyTree = Any
 
@@ -96,18 +97,10 @@ def blackvip_learning_rate(a: float, o: float, alpha: float) -> optax.Schedule:
     >>> float(blackvip_learning_rate(1.0, 1.0, 1.0)(0))  # 1 / (1 + 1)
     0.5
   """
-  if not a > 0:
-    raise ValueError(f"a must be > 0, got {a!r}")
   if not o >= 0:
     raise ValueError(f"o must be >= 0, got {o!r}")
-  if not alpha > 0:
-    raise ValueError(f"alpha must be > 0, got {alpha!r}")
-
-  def schedule(count):
-    k = jnp.asarray(count, jnp.float32) + 1
-    return jnp.asarray(a, jnp.float32) / (k + o) ** alpha
-
-  return schedule
+  # The same gain as Spall's a/(A + k)^α with A = o.
+  return spall_learning_rate(a, A=o, alpha=alpha)
 
 
 def blackvip_perturbation(c: float, gamma: float) -> optax.Schedule:
@@ -120,16 +113,8 @@ def blackvip_perturbation(c: float, gamma: float) -> optax.Schedule:
   Returns:
     An ``optax.Schedule`` of the 0-based step count.
   """
-  if not c > 0:
-    raise ValueError(f"c must be > 0, got {c!r}")
-  if not gamma >= 0:
-    raise ValueError(f"gamma must be >= 0, got {gamma!r}")
-
-  def schedule(count):
-    k = jnp.asarray(count, jnp.float32) + 1
-    return jnp.asarray(c, jnp.float32) / k**gamma
-
-  return schedule
+  # The same gain as Spall's perturbation c/k^γ.
+  return spall_perturbation(c, gamma)
 
 
 def uniform_rademacher_like(
