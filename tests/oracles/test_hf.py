@@ -324,6 +324,27 @@ def test_video_clips_nll_and_choice(video_llava, clips):
   assert again.losses[1] == pytest.approx(nll.losses[1], rel=1e-5)
 
 
+def test_video_llava_processor_is_the_real_one_and_the_fallback_agrees(video_llava, clips):
+  """With torchvision the saved `VideoLlavaProcessor` (and its video processor) is what loads;
+  the frame-wise fallback used without torchvision gives the same losses and answers."""
+  pytest.importorskip("torchvision")
+  from transformers import VideoLlavaProcessor, VideoLlavaVideoProcessor
+
+  from anonymax.oracles.hf import _FramewiseProcessor
+
+  queries = QUERIES[1:3]
+  real = HFOracle(video_llava[0], loss="choice")
+  assert type(real.processor) is VideoLlavaProcessor
+  assert isinstance(real.processor.video_processor, VideoLlavaVideoProcessor)
+  fallback = HFOracle(video_llava[0], loss="choice")
+  fallback.processor = _FramewiseProcessor(video_llava[0], fallback.model.config)
+  a, b = real.query(clips, queries), fallback.query(clips, queries)
+  np.testing.assert_array_equal(a.status, STATUS_OK)
+  np.testing.assert_array_equal(b.status, STATUS_OK)
+  np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5, atol=1e-6)
+  assert a.answers == b.answers
+
+
 def test_wrong_visual_shapes_are_invalid_not_raised(llava, video_llava, images, clips):
   video = HFOracle(video_llava[0])
   out = video.query(images[:2], QUERIES[:2])  # images to a clip oracle
