@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anonymax import checkpoint, metrics, models, optim, privacy_judge
+from anonymax import checkpoint, metric_writers, metrics, models, optim, privacy_judge
 from anonymax import train as train_lib
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import STATUS_OK, Oracle, to_uint8
@@ -246,6 +246,13 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   result = _nan_to_none(result)
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
+  # The headline figures beside the training curves in TensorBoard (when tensorboardX is there).
+  tb = metric_writers.make_writer(
+    workdir, tensorboard=config.get("tensorboard", "auto"), jsonl=False, prefix="eval"
+  )
+  keys = ("utility", "privacy_cmap", "raw_utility", "raw_privacy_cmap")
+  tb.write(result["step"], {k: result[k] for k in keys if result[k] is not None})
+  tb.close()
   if not send_raw:
     table_note = (
       "\nThe raw-data utility was not measured: raw images are not sent to a remote black box "

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from anonymax import checkpoint, losses, models, optim
+from anonymax import checkpoint, losses, metric_writers, models, optim
 from anonymax.data import pipeline
 from anonymax.oracles.base import STATUS_OK, Oracle
 from anonymax.oracles.bridge import OracleBridge
@@ -348,17 +348,6 @@ def finalize_config(config, train_split) -> None:
     config.optim.scalarization = scal
 
 
-class MetricsWriter:
-  """Metrics as JSON lines in `workdir/metrics.jsonl` (appended across resumes)."""
-
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-
-  def write(self, step: int, scalars: dict[str, float]) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **scalars}) + "\n")
-
-
 def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> TrainState:
   """Trains (resuming from the latest checkpoint in `workdir`) and returns the final state.
 
@@ -397,7 +386,8 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
 
   train_step = make_train_step(config, anonymizer, reviewer, optimizer, bridge)
   restart = make_reviewer_restart(config, reviewer, visual_shape)
-  writer = MetricsWriter(workdir)
+  # metrics.jsonl, and TensorBoard event files in workdir/tensorboard when tensorboardX is there.
+  writer = metric_writers.make_writer(workdir, tensorboard=config.get("tensorboard", "auto"))
 
   def meta_now(state):
     return {
@@ -461,6 +451,7 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
       logging.warning("oracle budget reached at step %d: checkpoint written, stopping", done)
       break
   bar.close()
+  writer.close()
   return state
 
 

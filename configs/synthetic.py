@@ -154,6 +154,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.total_steps = 6 if smoke else 1200
   c.log_every = 2 if smoke else 25
   c.checkpoint_every = 3 if smoke else 100
+  # TensorBoard event files in workdir/tensorboard: "auto" (iff tensorboardX is installed), true, false.
+  c.tensorboard = "auto"
 
   # --- Evaluation (launch/eval.py). ---
   c.eval = ml_collections.ConfigDict()

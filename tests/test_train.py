@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from anonymax import optim, train
+from anonymax import metric_writers, optim, train
 from anonymax.oracles import STATUS_FAILED, STATUS_OK, OracleOutput, OracleStats
 from anonymax.oracles.bridge import OracleBridge
 from configs import synthetic
+from tests.test_metric_writers import read_tensorboard_scalars
 
 MARKER = np.array([255, 0, 255], np.uint8)  # a pixel no synthetic scene has at (0, 0)
 
@@ -68,6 +69,10 @@ def test_one_real_step_of_train_and_evaluate(shared_dirs, tmp_path):
   assert row["step"] == 1
   assert np.isfinite(row["l_mllm"]) and row["l_mllm"] > 0  # the reference NLL of real answers
   assert np.isfinite(row["l_privacy"])
+  if metric_writers.tensorboard_available():  # the same scalars as TensorBoard events
+    tb = read_tensorboard_scalars(str(tmp_path / "tensorboard"))
+    assert tb["train/l_mllm"] == [(1, pytest.approx(row["l_mllm"], rel=1e-6))]
+    assert tb["train/oracle_samples"] == [(1, row["oracle_samples"])]
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["oracle"]["kind"] == "reference"
   leaves = jax.tree.leaves(state.params)
