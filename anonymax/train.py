@@ -194,14 +194,15 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
 
     # 1. q perturbations Δ (Rademacher for SPSA); all 2q perturbed anonymizations in one vmap.
     deltas = jax.vmap(lambda k: draw(k, params, mask=mask))(jax.random.split(k_delta, q))
-    plus = jax.tree.map(lambda p, d: p[None] + c_k * d, params, deltas)
-    minus = jax.tree.map(lambda p, d: p[None] - c_k * d, params, deltas)
-    stacked = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), plus, minus)  # [2q, ...]
     # A vmap over parameter sets would turn every conv into a grouped conv, which XLA:CPU runs
-    # several times slower than 2q plain ones; 2q is small and static, so unroll.
-    anonymized = jnp.stack(
-      [anonymize(jax.tree.map(lambda x, i=i: x[i], stacked), x_u) for i in range(2 * q)]
-    )  # [2q, B, ...]
+    # several times slower than 2q plain ones; 2q is small and static, so unroll: θ + c_k Δ_i
+    # for every i, then θ − c_k Δ_i.
+    perturbed = [
+      jax.tree.map(lambda p, d, i=i, s=s: p + s * c_k * d[i], params, deltas)
+      for s in (1.0, -1.0)
+      for i in range(q)
+    ]
+    anonymized = jnp.stack([anonymize(theta, x_u) for theta in perturbed])  # [2q, B, ...]
 
     # 2. One oracle call for the 2qB anonymized visuals (never the raw x_u).
     flat = anonymized.reshape((2 * q * batch, *anonymized.shape[2:]))
