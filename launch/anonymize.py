@@ -1,11 +1,14 @@
-r"""Anonymizes your own images (or .npy clips) with a trained anonymizer, before they go anywhere.
+r"""Anonymizes your own images and videos with a trained anonymizer, before they go anywhere.
 
   python launch/anonymize.py --config=configs/synthetic.py --workdir=workdirs/synthetic \
-      --inputs=photo1.jpg,photos/ --output=anonymized/
+      --inputs=photo1.jpg,holiday.mp4,photos/ --output=anonymized/
 
 Images are read with Pillow (any mode is converted to RGB), resized to --size (default: the training
 image size; 0 keeps the original size, padded to what the U-Net needs), anonymized and written as PNG
-under --output with the same base name. `.npy` files hold uint8 clips [T, H, W, 3].
+under --output with the same base name. Videos (.mp4 .m4v .mov .avi .mkv .webm, read with PyAV)
+are anonymized frame by frame, --chunk frames at a time, and written as H.264 .mp4 at the same frame
+rate; their audio track is dropped (voices are private too). `.npy` files hold uint8 clips
+[T, H, W, 3] and are written back as .npy.
 An unreadable or truncated file is reported by name and skipped; nothing already written is lost.
 """
 
@@ -20,6 +23,8 @@ from ml_collections import config_flags  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from anonymax.data import video_files  # noqa: E402
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
   "config",
@@ -31,6 +36,8 @@ flags.DEFINE_string("workdir", None, "The training workdir holding checkpoints/.
 flags.DEFINE_list("inputs", None, "Image files, .npy clips, or directories of them.", required=True)
 flags.DEFINE_string("output", "anonymized", "Output directory.")
 flags.DEFINE_integer("size", -1, "Resize to size×size (-1: the training size; 0: keep, pad).")
+flags.DEFINE_integer("chunk", 16, "Video frames anonymized per call (bounds memory).")
+flags.DEFINE_integer("crf", 18, "H.264 quality of written videos (lower: closer, larger files).")
 
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -40,7 +47,9 @@ def list_inputs(paths):
   for p in paths:
     if os.path.isdir(p):
       files += sorted(
-        os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(_IMAGE_EXT + (".npy",))
+        os.path.join(p, f)
+        for f in os.listdir(p)
+        if f.lower().endswith(_IMAGE_EXT + video_files.VIDEO_EXTENSIONS + (".npy",))
       )
     elif os.path.exists(p):
       files.append(p)
@@ -50,7 +59,7 @@ def list_inputs(paths):
 
 
 def read_visual(path: str, size: int) -> np.ndarray:
-  """uint8 [H, W, 3] or [T, H, W, 3]; a clear error naming the file when it cannot be read."""
+  """uint8 [H, W, 3] or a .npy clip [T, H, W, 3]; a clear error naming the file if unreadable."""
   if path.lower().endswith(".npy"):
     clip = np.load(path)
     if clip.dtype != np.uint8 or clip.ndim != 4 or clip.shape[-1] != 3:
@@ -73,6 +82,27 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int
   return np.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge"), (h, w)
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+
+
+def anonymize_frames(apply, frames: np.ndarray, multiple: int, chunk: int) -> np.ndarray:
+  """Frame-wise anonymization of uint8 frames [T, H, W, 3], `chunk` frames per call.
+
+  The last chunk is padded with repeats of its final frame, so every call has the same shape and
+  the anonymizer compiles once per video size (frames are independent: the U-Net works per frame).
+  """
+  padded, (h, w) = pad_to_multiple(frames, multiple)
+  out = []
+  for start in range(0, len(padded), chunk):
+    part = padded[start : start + chunk]
+    n = len(part)
+    part = np.concatenate([part, np.repeat(part[-1:], chunk - n, axis=0)])
+    y = np.asarray(apply(part.astype(np.float32) / 255.0))[:n, :h, :w]
+    out.append(to_uint8(y))
+  return np.concatenate(out)
+
+
 def main(argv):
   del argv
   import jax
@@ -89,20 +119,26 @@ def main(argv):
   os.makedirs(flags.FLAGS.output, exist_ok=True)
   failures = 0
   for path in tqdm(list_inputs(flags.FLAGS.inputs), desc="anonymize"):
+    base = os.path.join(flags.FLAGS.output, os.path.splitext(os.path.basename(path))[0])
     try:
-      visual = read_visual(path, size)
+      if video_files.is_video(path):
+        frames, fps = video_files.read_video(path, size=size)
+      else:
+        visual = read_visual(path, size)
     except ValueError as e:
       logging.error("%s", e)
       failures += 1
       continue
+    if video_files.is_video(path):
+      out = anonymize_frames(apply, frames, multiple, flags.FLAGS.chunk)
+      video_files.write_video(base + ".mp4", out, fps, crf=flags.FLAGS.crf)
+      continue
     padded, (h, w) = pad_to_multiple(visual, multiple)
-    out = np.asarray(apply(padded[None].astype(np.float32) / 255.0))[0][..., :h, :w, :]
-    out = np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
-    base = os.path.splitext(os.path.basename(path))[0]
+    out = to_uint8(np.asarray(apply(padded[None].astype(np.float32) / 255.0))[0][..., :h, :w, :])
     if out.ndim == 4:
-      np.save(os.path.join(flags.FLAGS.output, base + ".npy"), out)
+      np.save(base + ".npy", out)
     else:
-      Image.fromarray(out).save(os.path.join(flags.FLAGS.output, base + ".png"))
+      Image.fromarray(out).save(base + ".png")
   print(f"wrote to {flags.FLAGS.output}; {failures} file(s) skipped")
 
 

@@ -54,6 +54,11 @@ def _anonymize_own_files(tmp_path, common, env):
   Image.fromarray(rng.integers(0, 256, (40, 50, 3), np.uint8)).save(inputs / "photo.png")
   Image.fromarray(rng.integers(0, 256, (20, 20), np.uint8), "L").save(inputs / "gray.png")
   (inputs / "broken.jpg").write_bytes((inputs / "photo.png").read_bytes()[:60])
+  from anonymax.data import video_files
+  from tests.data.test_video_files import smooth_frames
+
+  video_files.write_video(str(inputs / "walk.mp4"), smooth_frames(20, 40, 48), 12)
+  (inputs / "cut.mov").write_bytes((inputs / "walk.mp4").read_bytes()[:150])
   out = tmp_path / "out"
   script = os.path.join(ROOT, "launch", "anonymize.py")
   proc = subprocess.run(
@@ -64,11 +69,20 @@ def _anonymize_own_files(tmp_path, common, env):
     timeout=300,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "broken.jpg" in proc.stderr and "1 file(s) skipped" in proc.stdout
+  assert "broken.jpg" in proc.stderr and "cut.mov" in proc.stderr
+  assert "2 file(s) skipped" in proc.stdout
   size = 32  # the smoke config's training size
   for name in ("photo.png", "gray.png"):
     img = np.asarray(Image.open(out / name))
     assert img.shape == (size, size, 3) and img.dtype == np.uint8
+  # The video: every frame anonymized at the training size, same rate; the smoke anonymizer is
+  # still near the identity, so each frame is close to its resized source frame.
+  frames, fps = video_files.read_video(str(out / "walk.mp4"))
+  source, _ = video_files.read_video(str(inputs / "walk.mp4"), size=size)
+  assert frames.shape == (20, size, size, 3) and fps == 12
+  dist = np.abs(frames[:, None].astype(int) - source[None].astype(int)).mean(axis=(2, 3, 4))
+  np.testing.assert_array_equal(dist.argmin(axis=1), np.arange(20))
+  assert not (out / "cut.mp4").exists()
   missing = subprocess.run(
     [sys.executable, script, *common, f"--inputs={inputs / 'nope.png'}", f"--output={out}"],
     env=env,
