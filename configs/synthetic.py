@@ -68,6 +68,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.anonymizer.name = "unet"
   c.anonymizer.features = (8, 16) if smoke else (8, 16, 32)
   c.anonymizer.groups = 4
+  # "residual": f_A(x) = clip(x + r(x)); "masked_fill" also paints a learned colour over a
+  # predicted soft mask (see anonymax/models/unet.py).
+  c.anonymizer.head = "residual"
+  c.anonymizer.mask_init_logit = -6.0  # masked_fill only: m ≈ 0.0025 at initialisation
 
   c.reviewer = ml_collections.ConfigDict()
   c.reviewer.name = "resnet_tiny" if smoke else "resnet18"

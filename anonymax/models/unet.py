@@ -67,12 +67,24 @@ class UNet(nn.Module):
     dtype: computation dtype (parameters stay float32; the output has the input's dtype).
     out_init_scale: standard deviation of the output conv's kernel relative to LeCun-normal.
       Small keeps f_A ~ identity at init; zero would cut every other layer's gradient.
+    head: "residual" (f_A above) or "masked_fill", which also predicts a soft mask m ∈ (0, 1)
+      and paints a learned constant colour c over it:
+
+          f_A(x) = (1 − m(x)) · clip(x + W_out * h(x) + b_out, 0, 1) + m(x) · c,
+          m(x) = sigmoid(W_m * h(x) + b_m),   c = sigmoid(γ).
+
+      Where m → 1 the output no longer depends on x at all, so an attribute painted over is
+      removed for any later observer, not just made hard to read for the reviewer trained beside
+      it; a residual change can only compress differences, which a fresh model reads again.
+    mask_init_logit: b_m at initialisation; −6 gives m ≈ 0.0025 (still ~ the identity).
   """
 
   features: Sequence[int] = (64, 128, 256, 512, 512)
   groups: int = 8
   dtype: Any = jnp.float32
   out_init_scale: float = 1e-2
+  head: str = "residual"
+  mask_init_logit: float = -6.0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -127,4 +139,18 @@ class UNet(nn.Module):
     )(h)
     # Residual in float32 so a low-precision dtype does not quantise the identity path.
     y = jnp.clip(x.astype(jnp.float32) + residual.astype(jnp.float32), 0.0, 1.0)
+    if self.head == "masked_fill":
+      logit = nn.Conv(
+        1,
+        (1, 1),
+        kernel_init=kernel_init,
+        bias_init=nn.initializers.constant(self.mask_init_logit),
+        dtype=self.dtype,
+        name="mask_out",
+      )(h)
+      m = nn.sigmoid(logit.astype(jnp.float32))
+      fill = nn.sigmoid(self.param("fill", nn.initializers.zeros, (x.shape[-1],), jnp.float32))
+      y = (1.0 - m) * y + m * fill
+    elif self.head != "residual":
+      raise ValueError(f"UNet.head must be 'residual' or 'masked_fill', got {self.head!r}")
     return y.astype(x.dtype).reshape(shape)

@@ -120,3 +120,51 @@ def test_bad_image_size_is_rejected_with_size_and_depth():
 def test_bad_rank_is_rejected():
   with pytest.raises(ValueError, match="images"):
     UNet(features=FEATURES).init(jax.random.PRNGKey(0), jnp.zeros((16, 16, 3)))
+
+
+# --- The masked-fill head ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def masked_unet():
+  model = UNet(features=(4, 8), groups=2, head="masked_fill")
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 3))
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), x)["params"]
+  apply = jax.jit(lambda p, v: model.apply({"params": p}, v))
+  return apply, params, x
+
+
+def test_masked_fill_is_near_identity_at_init_and_every_parameter_is_live(masked_unet):
+  apply, params, x = masked_unet
+  assert {"mask_out", "fill"} <= set(params)
+  assert _psnr(apply(params, x), x) >= 30.0
+  target = jax.random.uniform(jax.random.PRNGKey(3), x.shape)
+  grads = jax.grad(lambda p: jnp.mean((apply(p, x) - target) ** 2))(params)
+  for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
+    assert float(jnp.max(jnp.abs(g))) > 1e-8, jax.tree_util.keystr(path)
+
+
+def test_masked_fill_equation_against_its_parts(masked_unet):
+  """f_A(x) = (1 − m) · clip(x + residual, 0, 1) + m · sigmoid(γ), with m = sigmoid(W_m h + b_m)."""
+  apply, params, x = masked_unet
+  gamma = jnp.array([0.3, -1.0, 2.0])
+  # With the mask bias at +large, m = 1 everywhere: the output is the fill colour, whatever x is.
+  full = {**params, "fill": gamma, "mask_out": {**params["mask_out"], "bias": jnp.array([40.0])}}
+  want = jnp.broadcast_to(jax.nn.sigmoid(gamma), x.shape)
+  np.testing.assert_allclose(apply(full, x), want, atol=1e-6)
+  np.testing.assert_allclose(apply(full, 1.0 - x), want, atol=1e-6)
+  # With the mask kernel zeroed and b_m = 0, m = 1/2: the mean of the residual output and the fill.
+  half = {
+    **params,
+    "fill": gamma,
+    "mask_out": {"kernel": jnp.zeros_like(params["mask_out"]["kernel"]), "bias": jnp.zeros(1)},
+  }
+  residual_only = UNet(features=(4, 8), groups=2)
+  kept = {k: v for k, v in params.items() if k not in ("mask_out", "fill")}
+  y_res = residual_only.apply({"params": kept}, x)
+  np.testing.assert_allclose(apply(half, x), 0.5 * y_res + 0.5 * jax.nn.sigmoid(gamma), atol=1e-6)
+
+
+def test_unknown_head_is_rejected():
+  with pytest.raises(ValueError, match=r"UNet\.head must be"):
+    UNet(features=(4,), head="inpaint").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))
