@@ -151,6 +151,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     mu=0.1,
   )
   c.optim.gains = dict(a=5e-4, A=10.0, alpha=0.602, c=1e-2, gamma=0.101)
+  # "adam" rescales d_k per parameter before −a_k (ZO-AdaMM; not in the paper): see optim/factory.py.
+  c.optim.precondition = dict(kind="none", b1=0.9, b2=0.999, eps=1e-8)
 
   # --- Loop. ---
   c.batch_size = 8 if smoke else 16  # utility samples per step (2x that many oracle calls)

@@ -76,6 +76,8 @@ class UNet(nn.Module):
       Where m → 1 the output no longer depends on x at all, so an attribute painted over is
       removed for any later observer, not just made hard to read for the reviewer trained beside
       it; a residual change can only compress differences, which a fresh model reads again.
+      "mask" is the same without the residual, f_A(x) = (1 − m(x)) · x + m(x) · c: the only
+      change it can make is painting over, so every change removes information.
     mask_init_logit: b_m at initialisation; −6 gives m ≈ 0.0025 (still ~ the identity).
   """
 
@@ -134,12 +136,16 @@ class UNet(nn.Module):
     kernel_init = nn.initializers.variance_scaling(
       self.out_init_scale**2, "fan_in", "truncated_normal"
     )
-    residual = nn.Conv(
-      x.shape[-1], (1, 1), kernel_init=kernel_init, dtype=self.dtype, name="conv_out"
-    )(h)
-    # Residual in float32 so a low-precision dtype does not quantise the identity path.
-    y = jnp.clip(x.astype(jnp.float32) + residual.astype(jnp.float32), 0.0, 1.0)
-    if self.head == "masked_fill":
+    if self.head not in ("residual", "masked_fill", "mask"):
+      raise ValueError(f"UNet.head must be 'residual', 'masked_fill' or 'mask', got {self.head!r}")
+    y = x.astype(jnp.float32)
+    if self.head != "mask":
+      residual = nn.Conv(
+        x.shape[-1], (1, 1), kernel_init=kernel_init, dtype=self.dtype, name="conv_out"
+      )(h)
+      # Residual in float32 so a low-precision dtype does not quantise the identity path.
+      y = jnp.clip(y + residual.astype(jnp.float32), 0.0, 1.0)
+    if self.head != "residual":
       logit = nn.Conv(
         1,
         (1, 1),
@@ -151,6 +157,4 @@ class UNet(nn.Module):
       m = nn.sigmoid(logit.astype(jnp.float32))
       fill = nn.sigmoid(self.param("fill", nn.initializers.zeros, (x.shape[-1],), jnp.float32))
       y = (1.0 - m) * y + m * fill
-    elif self.head != "residual":
-      raise ValueError(f"UNet.head must be 'residual' or 'masked_fill', got {self.head!r}")
     return y.astype(x.dtype).reshape(shape)

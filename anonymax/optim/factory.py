@@ -9,6 +9,12 @@ gradient h_k (exact, through the reviewer) and the losses (L_MLLM, L_Privacy) at
   d_k = λ_{i*} G_{i*} + σ Σ_i λ_i G_i  augmented Tchebycheff, Eq. 11 (or another scalarization);
   θ_{k+1} = θ_k − a_k d_k              Eq. 12, a_k = a / (A + k)^α.
 
+Optionally (``precondition.kind="adam"``, not in the paper) d_k is first rescaled per parameter by
+Adam's moment estimates (Kingma & Ba 2015; with SPSA directions this is ZO-AdaMM, Chen et al.,
+NeurIPS 2019): m ← b1 m + (1 − b1) d_k, v ← b2 v + (1 − b2) d_k², d_k ← m̂ / (√v̂ + eps). Step
+sizes then no longer depend on each parameter group's gradient scale, which differs by orders of
+magnitude between, e.g., a mask head and the convolutions below it.
+
 Config (a dict or ``ml_collections.ConfigDict``; missing keys take these defaults, unknown keys
 are an error)::
 
@@ -21,6 +27,7 @@ are an error)::
                   weights: (0.5, 0.5), ideal: (0.0, 0.0), eps: 1e-3, sigma: 0.1, mu: 0.1,
                   track_ideal: False}
   gains: {a: 0.01, A: 10.0, alpha: 0.602, c: 0.01, gamma: 0.101}
+  precondition: {kind: "none", b1: 0.9, b2: 0.999, eps: 1e-8}   # kind: "none" | "adam"
 
 References:
   Hui et al., "When Visual Privacy Protection Meets Multimodal Large Language Models",
@@ -68,7 +75,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "track_ideal": False,
   },
   "gains": {"a": 0.01, "A": 10.0, "alpha": 0.602, "c": 0.01, "gamma": 0.101},
+  "precondition": {"kind": "none", "b1": 0.9, "b2": 0.999, "eps": 1e-8},
 }
+PRECONDITIONERS = ("none", "adam")
 ZO_METHODS = ("ours", "spsa", "spsa_gc", "es")
 _PERTURBATIONS = {
   "ours": rademacher_like,
@@ -84,6 +93,7 @@ class MultiObjectiveState(NamedTuple):
 
   utility: Any  # state of the utility transform (CriticalHistoryState, SpsaGcState, EmptyState).
   scalarization: Any  # TchebycheffState, SmoothTchebycheffState or EmptyState.
+  precondition: Any  # optax.ScaleByAdamState for precondition.kind="adam", else EmptyState.
   count: jax.Array  # [] int32: updates done; the coming step is k = count + 1.
   indicator: jax.Array  # [] float32: I_k of the last update (0 unless zo_method="ours").
   selected: jax.Array  # [] int32: objective chosen by the last update (0 utility, 1 privacy;
@@ -193,6 +203,22 @@ def _utility_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
   return optax.identity()
 
 
+def _precondition_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
+  p = cfg["precondition"]
+  if p["kind"] not in PRECONDITIONERS:
+    raise ValueError(
+      f"config.precondition.kind must be one of {PRECONDITIONERS}, got {p['kind']!r}"
+    )
+  if p["kind"] == "none":
+    return optax.identity()
+  for key in ("b1", "b2"):
+    if not 0.0 <= p[key] < 1.0:
+      raise ValueError(f"config.precondition.{key} must be in [0, 1), got {p[key]!r}")
+  if not p["eps"] > 0:
+    raise ValueError(f"config.precondition.eps must be > 0, got {p['eps']!r}")
+  return optax.scale_by_adam(b1=p["b1"], b2=p["b2"], eps=p["eps"])
+
+
 def _scalarization_transform(cfg: dict[str, Any]) -> optax.GradientTransformationExtraArgs:
   s = cfg["scalarization"]
   kind = s["kind"]
@@ -250,6 +276,7 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
   cfg = resolve_config(config)
   utility_tx = _utility_transform(cfg)
   scalarization_tx = _scalarization_transform(cfg)
+  precondition_tx = _precondition_transform(cfg)
   lr = learning_rate_schedule(cfg)
   c_schedule = perturbation_schedule(cfg)
   with_indicator = cfg["zo_method"] == "ours"
@@ -258,6 +285,7 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
     return MultiObjectiveState(
       utility=utility_tx.init(params),
       scalarization=scalarization_tx.init(params),
+      precondition=precondition_tx.init(params),
       count=jnp.zeros((), jnp.int32),
       indicator=jnp.zeros((), jnp.float32),
       selected=jnp.full((), -1, jnp.int32),
@@ -270,6 +298,7 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
     direction, scalarization_state = scalarization_tx.update(
       (g_utility, privacy_grad), state.scalarization, params, losses=losses, **extra_args
     )
+    direction, precondition_state = precondition_tx.update(direction, state.precondition, params)
     a_k = lr(state.count)
     updates = jax.tree.map(lambda d: (-a_k * d).astype(d.dtype), direction)
     indicator = utility_state.indicator if with_indicator else jnp.zeros((), jnp.float32)
@@ -277,6 +306,7 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
     new_state = MultiObjectiveState(
       utility=utility_state,
       scalarization=scalarization_state,
+      precondition=precondition_state,
       count=optax.safe_increment(state.count),
       indicator=indicator,
       selected=selected,

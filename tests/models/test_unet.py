@@ -168,3 +168,21 @@ def test_masked_fill_equation_against_its_parts(masked_unet):
 def test_unknown_head_is_rejected():
   with pytest.raises(ValueError, match=r"UNet\.head must be"):
     UNet(features=(4,), head="inpaint").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))
+
+
+def test_mask_head_only_paints_over():
+  """head="mask": f_A(x) = (1 − m) · x + m · sigmoid(γ); no residual path at all."""
+  model = UNet(features=(4, 8), groups=2, head="mask", mask_init_logit=-3.0)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 3))
+  params = model.init(jax.random.PRNGKey(1), x)["params"]
+  assert "conv_out" not in params and {"mask_out", "fill"} <= set(params)
+  assert _psnr(model.apply({"params": params}, x), x) >= 30.0
+  gamma = jnp.array([1.0, 0.0, -1.0])
+  flat = {
+    **params,
+    "fill": gamma,
+    "mask_out": {"kernel": jnp.zeros_like(params["mask_out"]["kernel"]), "bias": jnp.array([0.4])},
+  }
+  m = jax.nn.sigmoid(0.4)
+  want = (1 - m) * x + m * jax.nn.sigmoid(gamma)
+  np.testing.assert_allclose(model.apply({"params": flat}, x), want, atol=1e-6)

@@ -150,6 +150,9 @@ def test_config_dict_and_defaults():
     ({"scalarization": {"weights": (1.0,)}}, "2 entries"),
     ({"scalarization": {"sigma": 0.0}}, "sigma must be > 0 for augmented"),
     ({"history": 5}, "config.history must be a mapping"),
+    ({"precondition": {"kind": "rmsprop"}}, "config.precondition.kind"),
+    ({"precondition": {"kind": "adam", "b2": 1.0}}, r"config.precondition.b2 must be in"),
+    ({"precondition": {"kind": "adam", "eps": 0.0}}, r"config.precondition.eps must be > 0"),
   ],
 )
 def test_config_errors(config, match):
@@ -171,3 +174,36 @@ def test_perturbation_matches_zo_method():
   magnitudes = np.abs(np.asarray(gc["w"]))
   assert magnitudes.min() >= 0.5 and magnitudes.max() <= 1.0 and magnitudes.std() > 0.1
   assert optim.make_optimizer({"zo_method": "es"}).perturbation is None
+
+
+def test_adam_preconditioner_by_hand():
+  """precondition.kind="adam": d_k → m̂/(√v̂ + eps) per parameter, then −a_k (two steps)."""
+  config = {"precondition": {"kind": "adam", "b1": 0.9, "b2": 0.99, "eps": 1e-8}}
+  _, got, state = _run_factory(config)
+  _, plain, _ = _run_factory(None)  # the same directions without the preconditioner
+  lr = optim.spall_learning_rate(0.01, 10.0, 0.602)
+  m = v = {k: np.zeros_like(np.asarray(x)) for k, x in PARAMS.items()}
+  for k, (p_upd, a_upd) in enumerate(zip(plain, got)):
+    t = k + 1
+    d = {key: -np.asarray(u) / float(lr(k)) for key, u in p_upd.items()}  # recover d_k
+    m = {key: 0.9 * m[key] + 0.1 * d[key] for key in d}
+    v = {key: 0.99 * v[key] + 0.01 * d[key] ** 2 for key in d}
+    for key in d:
+      m_hat, v_hat = m[key] / (1 - 0.9**t), v[key] / (1 - 0.99**t)
+      want = -float(lr(k)) * m_hat / (np.sqrt(v_hat) + 1e-8)
+      np.testing.assert_allclose(a_upd[key], want, rtol=1e-5)
+  # The first step moves every coordinate by a_1 exactly (|m̂/√v̂| = 1), whatever its scale.
+  np.testing.assert_allclose(np.abs(got[0]["w"]), float(lr(0)), rtol=1e-5)
+  assert int(state.precondition.count) == 2
+
+
+def test_adam_preconditioner_jits_and_keeps_dtype():
+  opt = optim.make_optimizer({"precondition": {"kind": "adam"}})
+  params = {"w": jnp.ones(3, jnp.bfloat16)}
+  state = opt.init(params)
+  g = {"w": jnp.array([1.0, -2.0, 3.0], jnp.bfloat16)}
+  update = jax.jit(lambda g, h, s: opt.update(g, h, s, params, losses=(1.0, 0.5)))
+  updates, state = update(g, g, state)
+  updates, state = update(g, g, state)
+  assert updates["w"].dtype == jnp.bfloat16
+  assert update._cache_size() == 1
