@@ -196,9 +196,16 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     deltas = jax.vmap(lambda k: draw(k, params, mask=mask))(jax.random.split(k_delta, q))
     # A vmap over parameter sets would turn every conv into a grouped conv, which XLA:CPU runs
     # several times slower than 2q plain ones; 2q is small and static, so unroll: θ + c_k Δ_i
-    # for every i, then θ − c_k Δ_i.
+    # for every i, then θ − c_k Δ_i. Leaves outside the mask (Δ = 0 there) are passed as θ
+    # itself, not θ ± c_k·0: the layers before the first perturbed one then see identical
+    # inputs in all 2q passes, and XLA computes them once (common-subexpression elimination).
+    covered = optim.resolve_mask(mask, params)
+
+    def probe(p, d, m, i, s):
+      return p if m is False else p + s * c_k * d[i]
+
     perturbed = [
-      jax.tree.map(lambda p, d, i=i, s=s: p + s * c_k * d[i], params, deltas)
+      jax.tree.map(lambda p, d, m, i=i, s=s: probe(p, d, m, i, s), params, deltas, covered)
       for s in (1.0, -1.0)
       for i in range(q)
     ]
@@ -405,54 +412,57 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   first = int(state.step)
   bar = tqdm(total=total, initial=first, desc="train", dynamic_ncols=True, disable=None)
   t_start = time.perf_counter()
-  for step in range(first, total):
-    if config.reviewer.restart_every and step > 0 and step % config.reviewer.restart_every == 0:
-      state = restart(state)
-    u_idx = pipeline.batch_indices(
-      step, num_examples=num_train, batch_size=config.batch_size, seed=config.seed
-    )
-    p_idx = pipeline.batch_indices(
-      step, num_examples=num_train, batch_size=config.privacy_batch_size, seed=config.seed + 1
-    )
-    state, metrics = train_step(
-      state,
-      train_split.visuals[u_idx],
-      u_idx.astype(np.int32),
-      train_split.visuals[p_idx],
-      train_split.privacy[p_idx],
-    )
-    done = step + 1
-    bar.update(1)
-    if done % config.log_every == 0 or done == total:
-      scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      for k in ("l_mllm", "l_privacy"):
-        if not np.isfinite(scalars[k]):
-          raise FloatingPointError(
-            f"{k} is {scalars[k]} at step {done}: lower config.optim.gains.a"
-          )
-      samples = int(state.oracle_samples)
-      scalars.update(
-        oracle_samples=samples,
-        calls_per_sample=samples / num_train,
-        skipped=int(state.skipped),
-        oracle_seconds=bridge.seconds,
-        wall_seconds=time.perf_counter() - t_start,
+  try:
+    for step in range(first, total):
+      if config.reviewer.restart_every and step > 0 and step % config.reviewer.restart_every == 0:
+        state = restart(state)
+      u_idx = pipeline.batch_indices(
+        step, num_examples=num_train, batch_size=config.batch_size, seed=config.seed
       )
-      writer.write(done, scalars)
-      bar.set_postfix(
-        util=f"{scalars['l_mllm']:.3f}",
-        priv=f"{scalars['l_privacy']:.3f}",
-        calls=samples,
-        per_sample=f"{scalars['calls_per_sample']:.1f}",
+      p_idx = pipeline.batch_indices(
+        step, num_examples=num_train, batch_size=config.privacy_batch_size, seed=config.seed + 1
       )
-    exhausted = bool(getattr(oracle, "exhausted", False))
-    if done % config.checkpoint_every == 0 or done == total or exhausted:
-      checkpoint.save(mgr, done, state, meta_now(state))
-    if exhausted:
-      logging.warning("oracle budget reached at step %d: checkpoint written, stopping", done)
-      break
-  bar.close()
-  writer.close()
+      state, metrics = train_step(
+        state,
+        train_split.visuals[u_idx],
+        u_idx.astype(np.int32),
+        train_split.visuals[p_idx],
+        train_split.privacy[p_idx],
+      )
+      done = step + 1
+      bar.update(1)
+      if done % config.log_every == 0 or done == total:
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        for k in ("l_mllm", "l_privacy"):
+          if not np.isfinite(scalars[k]):
+            raise FloatingPointError(
+              f"{k} is {scalars[k]} at step {done}: lower config.optim.gains.a"
+            )
+        samples = int(state.oracle_samples)
+        scalars.update(
+          oracle_samples=samples,
+          calls_per_sample=samples / num_train,
+          skipped=int(state.skipped),
+          oracle_seconds=bridge.seconds,
+          wall_seconds=time.perf_counter() - t_start,
+        )
+        writer.write(done, scalars)
+        bar.set_postfix(
+          util=f"{scalars['l_mllm']:.3f}",
+          priv=f"{scalars['l_privacy']:.3f}",
+          calls=samples,
+          per_sample=f"{scalars['calls_per_sample']:.1f}",
+        )
+      exhausted = bool(getattr(oracle, "exhausted", False))
+      if done % config.checkpoint_every == 0 or done == total or exhausted:
+        checkpoint.save(mgr, done, state, meta_now(state))
+      if exhausted:
+        logging.warning("oracle budget reached at step %d: checkpoint written, stopping", done)
+        break
+  finally:
+    # Event files are flushed and their writer thread ended even when a step raises.
+    bar.close()
+    writer.close()
   return state
 
 

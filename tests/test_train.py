@@ -165,3 +165,42 @@ def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(shared_dir
   assert int(state.skipped) == 2 * config.batch_size
   for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_perturbed_anonymizations_are_theta_plus_minus_c_delta_with_a_shared_prefix(shared_dirs):
+  """The oracle receives f_A(θ ± c_k Δ) for the Δ of fold_in(key, k), with Δ = 0 outside
+  `optim.perturb`; the layers below the first perturbed one are computed once for all passes."""
+  config = smoke_config(shared_dirs)
+  assert config.optim.perturb  # the smoke config perturbs the last decoder block and the mask
+  spy = SpyOracle()
+  split, state, step_fn = _pieces(config, spy)
+  anonymizer, _ = train.build_models(config)
+  batch = _batch(split, config, 0)
+  c_k = float(
+    optim.make_optimizer(train.optimizer_config(config)).perturbation_scale(state.opt_state)
+  )
+  state_before = jax.device_get(state)  # the step donates `state`
+  step_fn(state, *batch)
+  state = state_before
+  # The reference computation: every leaf perturbed by c·Δ (zeros where masked), two full passes.
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  k_delta, _ = jax.random.split(key)
+  (k1,) = jax.random.split(k_delta, 1)
+  delta = optim.rademacher_like(k1, state.params, mask=config.optim.perturb)
+  assert any(float(jnp.abs(d).sum()) == 0 for d in jax.tree.leaves(delta))  # some are masked
+  x = jnp.asarray(batch[0], jnp.float32) / 255.0
+  want = [
+    anonymizer.apply(
+      {"params": jax.tree.map(lambda p, d, s=s: p + s * c_k * d, state.params, delta)}, x
+    )
+    for s in (1.0, -1.0)
+  ]
+  want = np.concatenate([np.clip(np.rint(np.asarray(w) * 255), 0, 255) for w in want])
+  got = spy.received[-1].astype(np.float64)
+  assert np.abs(got - want).max() <= 1  # equal up to a rounding step at a .5 boundary
+  assert (got == want).mean() > 0.999
+  # Compiled: fewer convolutions than two independent passes (the shared prefix runs once).
+  u_args = (state.params, state.opt_state, state.rng, state.step, *batch[:2])
+  hlo = step_fn.utility.lower(*u_args).compile().as_text()
+  one = jax.jit(lambda p, v: anonymizer.apply({"params": p}, v)).lower(state.params, x)
+  assert hlo.count(" convolution(") < 2 * one.compile().as_text().count(" convolution(")
