@@ -91,3 +91,31 @@ def _anonymize_own_files(tmp_path, common, env):
     timeout=300,
   )
   assert missing.returncode != 0 and "nope.png does not exist" in missing.stderr
+
+
+@pytest.mark.slow
+def test_smoke_clips_train_then_eval(tmp_path):
+  """The video path: short clips, frame-wise anonymization, action Top-1 through the black box."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  common = [
+    "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":smoke,clips",
+    f"--workdir={tmp_path / 'w'}",
+    f"--config.data.data_dir={tmp_path / 'tfds'}",
+    f"--config.oracle.reference.cache_dir={tmp_path / 'reference'}",
+  ]
+  for script in ("train.py", "eval.py"):
+    proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "launch", script), *common],
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "w" / "eval.json").read_text())
+  assert result["utility_metric"] == "action_top1"
+  # smoke: 6 steps × 2q·B = 2·1·8 clips sent per step.
+  assert result["train_oracle_calls"] == 6 * 2 * 8
+  assert 0.0 <= result["utility"] <= 100.0 and result["raw_utility"] is not None
+  assert 0.0 <= result["privacy_cmap"] <= 100.0
+  assert (tmp_path / "w" / "samples.png").stat().st_size > 1000
