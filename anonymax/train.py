@@ -192,7 +192,7 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     batch = x_u.shape[0]
     c_k = optimizer.perturbation_scale(opt_state)
 
-    # 1. q perturbations Δ (Rademacher for SPSA); all 2q perturbed anonymizations in one vmap.
+    # 1. q perturbations Δ (Rademacher for SPSA) and the 2q perturbed anonymizations.
     deltas = jax.vmap(lambda k: draw(k, params, mask=mask))(jax.random.split(k_delta, q))
     # A vmap over parameter sets would turn every conv into a grouped conv, which XLA:CPU runs
     # several times slower than 2q plain ones; 2q is small and static, so unroll: θ + c_k Δ_i
