@@ -18,8 +18,8 @@ from collections.abc import Mapping
 class JsonlWriter:
   """Scalars as JSON lines in `workdir/metrics.jsonl`."""
 
-  def __init__(self, workdir: str, filename: str = "metrics.jsonl"):
-    self.path = os.path.join(workdir, filename)
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     # json writes NaN/inf as bare tokens that strict readers refuse; a scalar that is not
@@ -38,9 +38,8 @@ class TensorBoardWriter:
   def __init__(self, workdir: str, prefix: str = "train"):
     from tensorboardX import SummaryWriter  # optional dependency: the `tb` extra
 
-    self.logdir = os.path.join(workdir, "tensorboard")
     self.prefix = prefix
-    self._writer = SummaryWriter(logdir=self.logdir)
+    self._writer = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     for name, value in scalars.items():
@@ -72,12 +71,17 @@ def tensorboard_available() -> bool:
   return importlib.util.find_spec("tensorboardX") is not None
 
 
+_TENSORBOARD_MODES = {
+  "auto": "auto",
+  **dict.fromkeys(("true", "1", "yes", "on"), "on"),
+  **dict.fromkeys(("false", "0", "no", "off"), "off"),
+}
+
+
 def _tensorboard_mode(value: str | bool) -> str:
-  mode = {True: "on", False: "off"}.get(value, str(value).strip().lower())
-  mode = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(
-    mode, mode
-  )
-  if mode not in ("auto", "on", "off"):
+  """ "auto", "on" or "off" from a bool or a string (`--config.tensorboard=...` gives strings)."""
+  mode = _TENSORBOARD_MODES.get(str(value).strip().lower())
+  if mode is None:
     raise ValueError(f"config.tensorboard must be 'auto', true or false, got {value!r}")
   return mode
 

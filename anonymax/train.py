@@ -200,12 +200,10 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     # itself, not θ ± c_k·0: the layers before the first perturbed one then see identical
     # inputs in all 2q passes, and XLA computes them once (common-subexpression elimination).
     covered = optim.resolve_mask(mask, params)
-
-    def probe(p, d, m, i, s):
-      return p if m is False else p + s * c_k * d[i]
-
     perturbed = [
-      jax.tree.map(lambda p, d, m, i=i, s=s: probe(p, d, m, i, s), params, deltas, covered)
+      jax.tree.map(
+        lambda p, d, m, i=i, s=s: p if m is False else p + s * c_k * d[i], params, deltas, covered
+      )
       for s in (1.0, -1.0)
       for i in range(q)
     ]

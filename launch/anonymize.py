@@ -24,6 +24,7 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from anonymax.data import video_files  # noqa: E402
+from anonymax.oracles.base import to_uint8  # noqa: E402
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
@@ -33,7 +34,9 @@ config_flags.DEFINE_config_file(
   lock_config=False,
 )
 flags.DEFINE_string("workdir", None, "The training workdir holding checkpoints/.", required=True)
-flags.DEFINE_list("inputs", None, "Image files, .npy clips, or directories of them.", required=True)
+flags.DEFINE_list(
+  "inputs", None, "Image files, video files, .npy clips, or directories of them.", required=True
+)
 flags.DEFINE_string("output", "anonymized", "Output directory.")
 flags.DEFINE_integer("size", -1, "Resize to size×size (-1: the training size; 0: keep, pad).")
 flags.DEFINE_integer("chunk", 16, "Video frames anonymized per call (bounds memory).")
@@ -82,10 +85,6 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int
   return np.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge"), (h, w)
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
-
-
 def anonymize_frames(apply, frames: np.ndarray, multiple: int, chunk: int) -> np.ndarray:
   """Frame-wise anonymization of uint8 frames [T, H, W, 3], `chunk` frames per call.
 
@@ -120,8 +119,9 @@ def main(argv):
   failures = 0
   for path in tqdm(list_inputs(flags.FLAGS.inputs), desc="anonymize"):
     base = os.path.join(flags.FLAGS.output, os.path.splitext(os.path.basename(path))[0])
+    is_video = video_files.is_video(path)
     try:
-      if video_files.is_video(path):
+      if is_video:
         frames, fps = video_files.read_video(path, size=size)
       else:
         visual = read_visual(path, size)
@@ -129,7 +129,7 @@ def main(argv):
       logging.error("%s", e)
       failures += 1
       continue
-    if video_files.is_video(path):
+    if is_video:
       out = anonymize_frames(apply, frames, multiple, flags.FLAGS.chunk)
       video_files.write_video(base + ".mp4", out, fps, crf=flags.FLAGS.crf)
       continue

@@ -10,11 +10,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.slow
-def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
+def _train_then_eval(tmp_path, variants: str):
+  """Runs launch/train.py then launch/eval.py on `configs/synthetic.py:<variants>` as a user does;
+  returns (the flags both took, the environment)."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   common = [
-    "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":smoke",
+    "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":" + variants,
     f"--workdir={tmp_path / 'w'}",
     f"--config.data.data_dir={tmp_path / 'tfds'}",
     f"--config.oracle.reference.cache_dir={tmp_path / 'reference'}",
@@ -28,6 +29,12 @@ def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
       timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+  return common, env
+
+
+@pytest.mark.slow
+def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
+  common, env = _train_then_eval(tmp_path, "smoke")
   workdir = tmp_path / "w"
   result = json.loads((workdir / "eval.json").read_text())
   for key in ("utility", "privacy_cmap", "raw_utility", "raw_privacy_cmap", "oracle_calls"):
@@ -96,22 +103,7 @@ def _anonymize_own_files(tmp_path, common, env):
 @pytest.mark.slow
 def test_smoke_clips_train_then_eval(tmp_path):
   """The video path: short clips, frame-wise anonymization, action Top-1 through the black box."""
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  common = [
-    "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":smoke,clips",
-    f"--workdir={tmp_path / 'w'}",
-    f"--config.data.data_dir={tmp_path / 'tfds'}",
-    f"--config.oracle.reference.cache_dir={tmp_path / 'reference'}",
-  ]
-  for script in ("train.py", "eval.py"):
-    proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch", script), *common],
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+  _train_then_eval(tmp_path, "smoke,clips")
   result = json.loads((tmp_path / "w" / "eval.json").read_text())
   assert result["utility_metric"] == "action_top1"
   # smoke: 6 steps × 2q·B = 2·1·8 clips sent per step.

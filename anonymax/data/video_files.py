@@ -55,7 +55,7 @@ def read_video(
     raise ValueError(f"{path}: cannot read video ({type(e).__name__}: {e})") from e
   if not frames:
     raise ValueError(f"{path}: no decodable video frame")
-  return np.stack(frames).astype(np.uint8), Fraction(fps)
+  return np.stack(frames), Fraction(fps)  # rgb24 frames are uint8 already
 
 
 def write_video(
