@@ -93,23 +93,24 @@ def privacy(train_anon, train_split: Split, test_anon, test_split: Split, config
   return {"cmap": 100.0 * float(result["cmap"]), "per_class_ap": result.get("per_class_ap")}
 
 
-def restore_anonymizer(config, workdir: str, train_split: Split | None = None):
+def restore_anonymizer(config, workdir: str, privacy_split: Split | None = None):
   """(anonymizer module, params, training meta) from the latest checkpoint of `workdir`.
 
-  `train_split` (loaded when None) gives the visual shape and the number of attributes.
+  `privacy_split` (the privacy training split) gives the visual shape and the number of
+  attributes, as in training; when None, its first example is loaded for them.
   """
   mgr = checkpoint.manager(workdir, read_only=True)
   step = mgr.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: run launch/train.py first")
-  if train_split is None:
-    train_split = train_lib.load_split(config, "train")
-  train_lib.finalize_config(config, train_split)
+  if privacy_split is None:
+    privacy_split = train_lib.load_split(config, "train[:1]", privacy=True)
+  train_lib.finalize_config(config, privacy_split)
   anonymizer, reviewer = train_lib.build_models(config)
   optimizer = optim.make_optimizer(train_lib.optimizer_config(config))
   abstract = jax.eval_shape(
     lambda: train_lib.create_state(
-      config, anonymizer, reviewer, optimizer, train_split.visuals.shape[1:]
+      config, anonymizer, reviewer, optimizer, privacy_split.visuals.shape[1:]
     )
   )
   state, meta = checkpoint.restore(mgr, abstract, step)
@@ -185,7 +186,9 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   """Runs the protocol and writes eval.json / eval.md / samples.png; returns the eval.json dict."""
   config = config.copy_and_resolve_references()
   train_split, test_split = train_lib.load_data(config)
-  anonymizer, params, meta = restore_anonymizer(config, workdir, train_split)
+  # The privacy judge's data: the same splits, or config.privacy_data's (e.g. VISPR).
+  p_train, p_test = train_lib.load_privacy_data(config, (train_split, test_split))
+  anonymizer, params, meta = restore_anonymizer(config, workdir, p_train)
   if oracle is None:
     oracle = make_oracle(config, workdir)
   calls_before = int(getattr(getattr(oracle, "stats", None), "calls", 0))
@@ -206,7 +209,8 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   for name, fn in rows_spec:
     logging.info("evaluating %s", name)
     test_anon = fn(test_split.visuals)
-    train_anon = fn(train_split.visuals)
+    p_train_anon = fn(p_train.visuals)
+    p_test_anon = test_anon if p_test is test_split else fn(p_test.visuals)
     if name == "raw data" and not send_raw:
       # Raw pixels never go to a remote black box unless the config says so explicitly.
       u = {"accuracy": float("nan"), "loss": float("nan"), "failed": 0}
@@ -214,7 +218,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
       u["metric"] = "action_top1" if test_split.is_video else "vqa_accuracy"
     else:
       u = utility(oracle, test_anon, test_split)
-    p = privacy(train_anon, train_split, test_anon, test_split, config)
+    p = privacy(p_train_anon, p_train, p_test_anon, p_test, config)
     answers[name] = (test_anon, u["answers"])
     rows.append(
       {
@@ -239,7 +243,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     "train_skipped": int(meta.get("skipped", 0)),
     "eval_oracle_calls": int(getattr(getattr(oracle, "stats", None), "calls", 0)) - calls_before,
     "step": int(meta.get("step", 0)),
-    "attributes": list(test_split.attribute_names),
+    "attributes": list(p_test.attribute_names),
     "rows": rows,
   }
   result["oracle_calls"] = result["train_oracle_calls"] + result["eval_oracle_calls"]

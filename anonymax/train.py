@@ -324,29 +324,71 @@ def make_reviewer_restart(config, reviewer, visual_shape):
 # ----------------------------------------------------------------------------------------------
 # The loop.
 # ----------------------------------------------------------------------------------------------
-def load_split(config, split: str):
-  """The configured dataset's "train" or "test" split."""
-  d = config.data
-  return pipeline.load_split(
-    d.dataset,
-    split,
-    num_examples=d.num_train if split == "train" else d.num_test,
-    data_dir=d.data_dir,
-    image_size=d.image_size,
-    clip_length=d.clip_length,
-    seed=d.seed,
-  )
+def privacy_data_config(config):
+  """The data config of the privacy examples: `config.privacy_data` when it names a dataset.
+
+  The paper trains on two datasets, e.g. OK-VQA questions for the black box and VISPR images with
+  privacy labels for the reviewer; the synthetic benchmark has both in one split, and then
+  `config.privacy_data` is absent (or its dataset is empty) and `config.data` serves both.
+  """
+  p = config.get("privacy_data")
+  return p if p is not None and p.get("dataset") else config.data
+
+
+def has_privacy_data(config) -> bool:
+  """Whether the privacy examples come from their own dataset (`config.privacy_data`)."""
+  return privacy_data_config(config) is not config.data
+
+
+def _load_kwargs(d, split: str) -> dict:
+  """The keyword arguments of `pipeline.load_split` for the data config `d` and a split."""
+  n = d.get("num_train") if split.startswith("train") else d.get("num_test")
+  if d.dataset == "synthetic":
+    return dict(
+      num_examples=n, image_size=d.image_size, clip_length=d.clip_length, seed=d.get("seed", 0)
+    )
+  # A real dataset: its own options (categories, attributes, split_number, ...) plus the sizes.
+  options = d.get("options") or {}
+  kwargs = dict(options.to_dict() if hasattr(options, "to_dict") else options)
+  kwargs["image_size"] = d.image_size
+  if d.get("clip_length"):
+    kwargs["clip_length"] = d.clip_length
+  if d.get("manual_dir"):
+    kwargs["manual_dir"] = d.manual_dir
+  if n:
+    kwargs["num_examples"] = n
+  return kwargs
+
+
+def load_split(config, split: str, *, privacy: bool = False):
+  """The "train" or "test" split of the utility dataset, or of the privacy dataset if `privacy`."""
+  d = privacy_data_config(config) if privacy else config.data
+  return pipeline.load_split(d.dataset, split, data_dir=d.get("data_dir"), **_load_kwargs(d, split))
 
 
 def load_data(config):
-  """(train split, test split) of the configured dataset."""
+  """(train split, test split) of the configured (utility) dataset."""
   return load_split(config, "train"), load_split(config, "test")
 
 
-def finalize_config(config, train_split) -> None:
+def load_privacy_data(config, utility_splits=None):
+  """(train, test) of the privacy examples; `utility_splits` when they are the same dataset."""
+  if not has_privacy_data(config) and utility_splits is not None:
+    return utility_splits
+  return load_split(config, "train", privacy=True), load_split(config, "test", privacy=True)
+
+
+def finalize_config(config, privacy_split) -> None:
   """Fields that follow from the data (number of attributes, the privacy ideal point)."""
+  num_attributes = int(privacy_split.privacy.shape[1])
+  if num_attributes == 0:
+    d = privacy_data_config(config)
+    raise ValueError(
+      f"config.data.dataset={d.dataset!r} has no privacy attributes: set config.privacy_data "
+      "to a dataset that has them (e.g. config.privacy_data.dataset='vispr')"
+    )
   with config.unlocked():
-    config.reviewer.num_classes = int(train_split.privacy.shape[1])
+    config.reviewer.num_classes = num_attributes
     scal = dict(config.optim.scalarization)
     ideal = list(scal.get("ideal", (0.0, 0.0)))
     ideal[1] = float(losses.privacy_ideal(config.privacy_loss))
@@ -365,11 +407,18 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   os.makedirs(workdir, exist_ok=True)
   config = config.copy_and_resolve_references()
 
-  # --- Data (training needs no test split). ---
+  # --- Data (training needs no test split): utility examples, and privacy examples (the same
+  #     split unless config.privacy_data names a dataset of its own). ---
   train_split = load_split(config, "train")
-  finalize_config(config, train_split)
-  visual_shape = train_split.visuals.shape[1:]
+  privacy_split = (
+    load_split(config, "train", privacy=True) if has_privacy_data(config) else train_split
+  )
+  finalize_config(config, privacy_split)
+  # The models are initialised on a privacy example (the reviewer sees those; the anonymizer is
+  # convolutional and frame-wise, so its parameters fit images and clips of any size alike).
+  visual_shape = privacy_split.visuals.shape[1:]
   num_train = train_split.visuals.shape[0]
+  num_privacy = privacy_split.visuals.shape[0]
 
   # --- Black box. ---
   if oracle is None:
@@ -418,14 +467,14 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
         step, num_examples=num_train, batch_size=config.batch_size, seed=config.seed
       )
       p_idx = pipeline.batch_indices(
-        step, num_examples=num_train, batch_size=config.privacy_batch_size, seed=config.seed + 1
+        step, num_examples=num_privacy, batch_size=config.privacy_batch_size, seed=config.seed + 1
       )
       state, metrics = train_step(
         state,
         train_split.visuals[u_idx],
         u_idx.astype(np.int32),
-        train_split.visuals[p_idx],
-        train_split.privacy[p_idx],
+        privacy_split.visuals[p_idx],
+        privacy_split.privacy[p_idx],
       )
       done = step + 1
       bar.update(1)

@@ -26,6 +26,9 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "The training workdir (default: workdirs/<config name>).")
 
 
+_HEADLINE = ("utility", "raw_utility", "privacy_cmap", "raw_privacy_cmap")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -33,10 +36,11 @@ def main(argv):
   result = evaluate.evaluate(flags.FLAGS.config, workdir)
   with open(os.path.join(workdir, "eval.md")) as f:
     print(f.read())
+  # None: not measured (e.g. raw images are not sent to a remote black box).
+  fig = {k: "n/a" if v is None else f"{v:.1f}" for k, v in result.items() if k in _HEADLINE}
   print(
-    f"utility {result['utility']:.1f} (raw {result['raw_utility']:.1f}), "
-    f"privacy cMAP {result['privacy_cmap']:.1f} (raw {result['raw_privacy_cmap']:.1f}); "
-    f"files in {workdir}"
+    f"utility {fig['utility']} (raw {fig['raw_utility']}), "
+    f"privacy cMAP {fig['privacy_cmap']} (raw {fig['raw_privacy_cmap']}); files in {workdir}"
   )
 
 

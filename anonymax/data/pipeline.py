@@ -23,7 +23,7 @@ from anonymax.oracles.base import Query
 
 SPLIT_PATTERN = re.compile(r"^(train|test)(\[[^\]]*\])?$")
 # Modules of anonymax.data that are not datasets.
-_NOT_DATASETS = ("pipeline", "synthetic_scenes", "imaging", "video_files")
+_NOT_DATASETS = ("pipeline", "synthetic_scenes", "imaging", "video_files", "action_videos")
 SYNTHETIC_OPTIONS = ("image_size", "clip_length", "num_examples", "num_train", "num_test", "seed")
 
 

@@ -21,6 +21,12 @@ def make_oracle(config, workdir: str | None = None) -> Oracle:
   if kind == "reference":
     from anonymax.oracles.reference import ReferenceOracle
 
+    if config.data.dataset != "synthetic":
+      raise ValueError(
+        f"config.oracle.kind='reference' answers the synthetic benchmark only, not "
+        f"config.data.dataset={config.data.dataset!r}: use oracle=openai or oracle=hf"
+      )
+
     oracle = ReferenceOracle.load_or_train(
       cache_dir=oc.reference.cache_dir,
       image_size=config.data.image_size,

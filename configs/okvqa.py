@@ -1,0 +1,58 @@
+r"""The paper's image protocol: OK-VQA questions for the black box, VISPR images for privacy.
+
+Utility examples are OK-VQA questions on COCO images (the black box must still answer them on the
+anonymized image); privacy examples are VISPR images with their privacy attributes (the reviewer
+and, at evaluation, a fresh ResNet-50 judge learn those). Both datasets are read from TFDS's manual
+directory, <data_dir>/downloads/manual unless set (the first run says which file is missing):
+
+  OK-VQA:  OpenEnded_mscoco_{train,val}2014_questions.json, mscoco_{train,val}2014_annotations.json
+           and COCO's train2014/ and val2014/ image folders (https://okvqa.allenai.org)
+  VISPR:   images/{train2017,test2017}/ and annotations/{train2017,test2017}/
+           (https://tribhuvanesh.github.io/vpa/)
+
+  export OPENAI_API_KEY=...        # GPT-4o is the default black box
+  python launch/train.py --config=configs/okvqa.py --workdir=workdirs/okvqa
+  python launch/eval.py  --config=configs/okvqa.py --workdir=workdirs/okvqa
+
+Variants (comma-separated after a colon; combinable):
+  oracle=openai|hf      the black box: an OpenAI-compatible server (default: GPT-4o, key from
+                        $OPENAI_API_KEY) or a local transformers LLaVA (model=PATH).
+  model=NAME|PATH       the served model's name (openai) or a local model directory (hf).
+  base_url=URL          an OpenAI-compatible server other than OpenAI's (e.g. vLLM).
+  loss=vqa|nll|choice   the utility loss (default: vqa for openai, nll for hf).
+  categories=all        every OK-VQA category (default: "four" and "seven", Sports and
+                        Recreation and People and Everyday Life, where the people are).
+  attributes=all        all VISPR attributes (default: the seven of prior work).
+  zo=..., scal=...      as in configs/synthetic.py.
+
+The optimisation settings follow the synthetic default (paint-over mask head, Adam
+preconditioning, utility-first weights); on real data they are a starting point that has not been
+tuned here. Any field is overridable, e.g. --config.total_steps=100 --config.data.num_train=2000.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import synthetic
+from configs.real_data import real_data, real_data_config
+
+_KNOWN_ARGS = ("oracle", "base_url", "model", "loss", "zo", "scal", "categories", "attributes")
+# People-centred OK-VQA categories (question_type words): four = Sports and Recreation,
+# seven = People and Everyday Life.
+PEOPLE_CATEGORIES = ("four", "seven")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """OK-VQA (utility) + VISPR (privacy); `arg` selects variants (see the module docstring)."""
+  args = synthetic._parse(arg)
+  unknown = sorted(set(args) - set(_KNOWN_ARGS))
+  if unknown:
+    raise ValueError(f"configs/okvqa.py: unknown variant(s) {unknown}; known: {_KNOWN_ARGS}")
+  c = real_data_config(args, default_oracle="openai")
+  categories = () if args.get("categories") == "all" else PEOPLE_CATEGORIES
+  c.data = real_data("okvqa", image_size=224, categories=categories)
+  c.privacy_data = real_data("vispr", image_size=224, attributes=args.get("attributes", "paper"))
+  # One TFDS data_dir for both unless set apart.
+  c.privacy_data.data_dir = c.data.get_ref("data_dir")
+  return c
