@@ -91,8 +91,13 @@ def restore(
   step = mgr.latest_step() if step is None else step
   if step is None:
     return None
+  # Concrete arrays restore into their own layout (e.g. replicated over a data-parallel mesh).
   abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype) if hasattr(x, "shape") else x,
+    lambda x: (
+      jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+      if hasattr(x, "shape")
+      else x
+    ),
     abstract_state,
   )
   restored = mgr.restore(

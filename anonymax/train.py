@@ -3,10 +3,11 @@
 One step (DESIGN.md §3), as three jitted parts (see `TrainStep`):
   1. Δ_k ← Rademacher(fold_in(key, k)); θ ± c_k Δ_k; both perturbed anonymizations of the utility
      batch.
-  2. One ordered host callback sends the 2B anonymized visuals (never raw ones) to the oracle and gets
-     per-sample losses + status back; ĝ_k = (L⁺ − L⁻)/(2c_k)·Δ_k over the samples scored in both
-     (Eq. 7), and L_MLLM(θ_k) ≈ (L⁺ + L⁻)/2.
-  3. L_Privacy and its exact gradient h_k through f_P ∘ f_A (while the oracle answers).
+  2. One ordered host callback sends the 2B anonymized visuals (never raw ones) to the oracle, which
+     answers per-sample losses + status; ĝ_k = (L⁺ − L⁻)/(2c_k)·Δ_k over the samples scored in
+     both (Eq. 7), and L_MLLM(θ_k) ≈ (L⁺ + L⁻)/2.
+  3. L_Privacy and its exact gradient h_k through f_P ∘ f_A (on the devices while the oracle
+     answers: the callback hands the visuals over and returns, it does not wait).
   4. critical history on ĝ_k → scalarization of (L_MLLM, L_Privacy) → −a_k → apply (Eqs. 8–12).
   5. The reviewer f_P takes a BCE step on f_A(x; θ_k) of the privacy batch (adversarial
      alternation).
@@ -15,7 +16,6 @@ The host loop logs, checkpoints (orbax) and resumes; the data position is the st
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from anonymax import checkpoint, losses, metric_writers, models, optim
+from anonymax import checkpoint, losses, metric_writers, models, optim, parallel
 from anonymax.data import pipeline
 from anonymax.oracles.base import STATUS_OK, Oracle
 from anonymax.oracles.bridge import OracleBridge
@@ -131,49 +131,47 @@ def optimizer_config(config) -> dict:
 class TrainStep:
   """One training step as three jitted parts, the oracle's wait overlapped with the privacy work.
 
-  * `utility`: Δ, both perturbed anonymizations, one ordered `io_callback` to the
-    oracle, ĝ_k and L_MLLM (DESIGN.md §3 step 2). It runs on a worker thread, because the
-    callback blocks for the oracle's whole latency;
+  * `send`: Δ, both perturbed anonymizations, and one ordered `io_callback` that hands the 2qB
+    anonymized visuals to the oracle (`OracleBridge.send`) and returns without waiting for its
+    answer (DESIGN.md §3 step 2);
   * `privacy`: L_Privacy, h_k and the reviewer's BCE step on f_A(x; θ_k), which need no oracle
-    answer, run on the calling thread meanwhile (step 3 and 5);
-  * `combine`: critical history → scalarization → −a_k, applied to the state (step 4; the state
-    is donated).
-  All three are functions of the step-k state alone, so a step is deterministic and a resumed run
-  repeats it exactly.
+    answer, run on the devices while the oracle answers (steps 3 and 5);
+  * `combine`: ĝ_k from the answers (`OracleBridge.receive`), then critical history →
+    scalarization → −a_k, applied to the state (step 4; the state is donated).
+  No device waits for the oracle: a callback that did would hold a GPU's stream, and on several
+  devices the others' collectives, for the oracle's whole latency. The parts never run at the
+  same time either (`privacy` starts once `send` is done), so multi-device programs cannot
+  interleave their collectives. All three are functions of the step-k state alone, so a step is
+  deterministic and a resumed run repeats it exactly.
   """
 
-  def __init__(self, utility, privacy, combine, bridge: OracleBridge):
-    self.utility, self.privacy, self.combine = utility, privacy, combine
+  def __init__(self, send, privacy, combine, bridge: OracleBridge):
+    self.send, self.privacy, self.combine = send, privacy, combine
     self.bridge = bridge
-    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oracle-step")
 
   def __call__(self, state: TrainState, u_visuals, u_ids, p_visuals, p_labels):
-    self.bridge.call_started.clear()
-    pending = self._pool.submit(
-      lambda: jax.block_until_ready(
-        self.utility(state.params, state.opt_state, state.rng, state.step, u_visuals, u_ids)
-      )
-    )
-    # Start the privacy work once the oracle call is under way, so that the perturbed
-    # anonymizations before it have both cores (the wait ends early if the utility part fails).
-    while not self.bridge.call_started.wait(0.01):
-      if pending.done():
-        break
+    sent = self.send(state.params, state.opt_state, state.rng, state.step, u_visuals, u_ids)
+    # Done = the perturbed anonymizations are computed and the oracle call is under way; they
+    # had the devices (on a CPU: the cores) to themselves.
+    jax.block_until_ready(sent)
     privacy_out = self.privacy(
       state.params, state.reviewer_vars, state.reviewer_opt_state, p_visuals, p_labels
     )
-    utility_out = pending.result()
-    return self.combine(state, utility_out, privacy_out)
+    answers = self.bridge.receive()
+    return self.combine(state, sent, answers, privacy_out)
 
   def _cache_size(self) -> int:
     """Compilations of the most-compiled part (1 after any number of same-shaped steps)."""
-    return max(f._cache_size() for f in (self.utility, self.privacy, self.combine))
+    return max(f._cache_size() for f in (self.send, self.privacy, self.combine))
 
 
-def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridge) -> TrainStep:
+def make_train_step(
+  config, anonymizer, reviewer, optimizer, bridge: OracleBridge, *, mesh=None
+) -> TrainStep:
   """Returns `train_step(state, utility_visuals, utility_ids, privacy_visuals, privacy_labels)`.
 
-  Visuals arrive as uint8 and are scaled to [0, 1] on the device. Each part compiles once.
+  Visuals arrive as uint8 and are scaled to [0, 1] on the device. Each part compiles once. With a
+  `mesh` (anonymax.parallel) the batches arrive split over its devices and the state replicated.
   """
   q = int(config.optim.num_samples)
   mask = config.optim.get("perturb", "") or None
@@ -185,7 +183,7 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
   def anonymize(params, x):
     return anonymizer.apply({"params": params}, x)
 
-  def utility_part(params, opt_state, rng, step, u_visuals, u_ids):
+  def send_part(params, opt_state, rng, step, u_visuals, u_ids):
     key = jax.random.fold_in(jax.random.wrap_key_data(rng), step)
     k_delta, _ = jax.random.split(key)
     x_u = u_visuals.astype(jnp.float32) / 255.0
@@ -209,9 +207,17 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     ]
     anonymized = jnp.stack([anonymize(theta, x_u) for theta in perturbed])  # [2q, B, ...]
 
-    # 2. One oracle call for the 2qB anonymized visuals (never the raw x_u).
+    # 2. One oracle call for the 2qB anonymized visuals (never the raw x_u), answered by the time
+    #    `combine` runs.
     flat = anonymized.reshape((2 * q * batch, *anonymized.shape[2:]))
-    sample_losses, status = bridge(flat, jnp.tile(u_ids, 2 * q))
+    if mesh is not None:  # one call for the whole batch: gather the devices' shares first
+      flat = jax.lax.with_sharding_constraint(flat, parallel.replicated(mesh))
+    bridge.send(flat, jnp.tile(u_ids, 2 * q))
+    return deltas, c_k
+
+  def estimate_part(deltas, c_k, sample_losses, status):
+    """ĝ_k and L_MLLM from the oracle's 2qB answers (Eq. 7 over the pairs scored on both sides)."""
+    batch = sample_losses.shape[0] // (2 * q)
     sample_losses = sample_losses.reshape(2, q, batch)
     ok = (status == STATUS_OK).reshape(2, q, batch)
     pair_ok = ok[0] & ok[1]  # a pair is usable only if both sides were scored
@@ -227,7 +233,7 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     l_mllm = ((l_plus + l_minus) * 0.5 * usable).sum() / jnp.maximum(usable.sum(), 1.0)
     n_scored = (status == STATUS_OK).sum().astype(jnp.int32)
     n_sent = jnp.asarray(2 * q * batch, jnp.int32)
-    return g_hat, l_mllm, usable.sum() > 0, n_ok.sum(), n_sent, n_scored, c_k
+    return g_hat, l_mllm, usable.sum() > 0, n_ok.sum(), n_sent, n_scored
 
   def privacy_part(params, reviewer_vars, reviewer_opt_state, p_visuals, p_labels):
     x_p = p_visuals.astype(jnp.float32) / 255.0
@@ -263,8 +269,9 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
       new_reviewer_vars["batch_stats"] = stats
     return l_privacy, h, new_reviewer_vars, new_rev_opt_state, bce
 
-  def combine(state: TrainState, utility_out, privacy_out):
-    g_hat, l_mllm, any_usable, pairs_scored, n_sent, n_scored, c_k = utility_out
+  def combine(state: TrainState, sent, answers, privacy_out):
+    deltas, c_k = sent
+    g_hat, l_mllm, any_usable, pairs_scored, n_sent, n_scored = estimate_part(deltas, c_k, *answers)
     l_privacy, h, reviewer_vars, reviewer_opt_state, bce = privacy_out
     # 4. Critical history → scalarization → −a_k (anonymax.optim). A step whose oracle call
     #    returned nothing usable leaves the anonymizer and its optimizer unchanged.
@@ -299,7 +306,7 @@ def make_train_step(config, anonymizer, reviewer, optimizer, bridge: OracleBridg
     return new_state, metrics
 
   return TrainStep(
-    jax.jit(utility_part),
+    jax.jit(send_part),
     jax.jit(privacy_part),
     jax.jit(combine, donate_argnums=(0,)),
     bridge,
@@ -429,8 +436,16 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   anonymizer, reviewer = build_models(config)
   optimizer = optim.make_optimizer(optimizer_config(config))
   state = create_state(config, anonymizer, reviewer, optimizer, visual_shape)
+  # Data parallelism over the devices (one device: no mesh, nothing changes).
+  mesh = parallel.make_mesh(config.get("num_devices", 0))
+  parallel.check_batch_sizes(
+    mesh, batch_size=config.batch_size, privacy_batch_size=config.privacy_batch_size
+  )
+  if mesh is not None:
+    state = jax.device_put(state, parallel.replicated(mesh))
+    logging.info("data parallel over %d devices", mesh.devices.size)
 
-  # --- Restore. ---
+  # --- Restore (into the state's own layout: replicated over the mesh, if any). ---
   mgr = checkpoint.manager(workdir)
   restored = checkpoint.restore(mgr, state)
   if restored is not None:
@@ -439,7 +454,7 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(checkpoint.scrub_secrets(config.to_dict()), f, indent=2, default=str)
 
-  train_step = make_train_step(config, anonymizer, reviewer, optimizer, bridge)
+  train_step = make_train_step(config, anonymizer, reviewer, optimizer, bridge, mesh=mesh)
   restart = make_reviewer_restart(config, reviewer, visual_shape)
   # metrics.jsonl, and TensorBoard event files in workdir/tensorboard when tensorboardX is there.
   writer = metric_writers.make_writer(workdir, tensorboard=config.get("tensorboard", "auto"))
@@ -469,13 +484,15 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
       p_idx = pipeline.batch_indices(
         step, num_examples=num_privacy, batch_size=config.privacy_batch_size, seed=config.seed + 1
       )
-      state, metrics = train_step(
-        state,
+      batch = (
         train_split.visuals[u_idx],
         u_idx.astype(np.int32),
         privacy_split.visuals[p_idx],
         privacy_split.privacy[p_idx],
       )
+      if mesh is not None:
+        batch = jax.device_put(batch, parallel.batch_sharded(mesh))
+      state, metrics = train_step(state, *batch)
       done = step + 1
       bar.update(1)
       if done % config.log_every == 0 or done == total:

@@ -10,7 +10,7 @@ optimizer, reviewer update) and divide by the time spent inside the oracle, meas
   python benchmarks/overhead.py --latency-ms 200 --steps 20 --variant ""   # the default model
 
 `serial_ms` is the utility part alone with an oracle that answers at once (Δ, both perturbed
-anonymizations, the callback, ĝ): it needs θ_k, so no overlap can hide it, and
+anonymizations, the callback): it needs θ_k, so no overlap can hide it, and
 (latency + serial_ms) / latency bounds the ratio from below. `after_idle` is the same part timed
 after the latency's worth of idle (median), as a real step runs it: idle cores, or a GPU's
 clocks, take a while to come back, and on a 2-core VM this alone adds about 2 ms. `free_ms` is the whole step with that
@@ -93,14 +93,19 @@ def main():
   jax.block_until_ready((state, metrics))
   wall = time.perf_counter() - start
   oracle_seconds = bridge.seconds  # before the calls below add to it
-  # The serial floor: the utility part alone (Δ, both perturbed anonymizations, the callback, ĝ)
-  # with an oracle that answers at once. Nothing can overlap it, since it needs θ_k.
+  # The serial floor: Δ, both perturbed anonymizations and the callback, with an oracle that
+  # answers at once. Nothing can overlap it, since it needs θ_k.
   oracle.latency_s = 0.0
   u_args = (state.params, state.opt_state, state.rng, state.step, *batches[0][:2])
-  jax.block_until_ready(step_fn.utility(*u_args))
+
+  def serial_part():
+    jax.block_until_ready(step_fn.send(*u_args))
+    bridge.receive()
+
+  serial_part()
   start = time.perf_counter()
   for _ in range(args.steps):
-    jax.block_until_ready(step_fn.utility(*u_args))
+    serial_part()
   serial = (time.perf_counter() - start) / args.steps
   # The same after the latency's worth of idle, as in a real step: idle cores (or GPU clocks)
   # take a while to come back, so this is what the serial part costs after each oracle call.
@@ -108,7 +113,7 @@ def main():
   for _ in range(args.steps):
     time.sleep(args.latency_ms / 1000.0)
     start = time.perf_counter()
-    jax.block_until_ready(step_fn.utility(*u_args))
+    serial_part()
     cold.append(time.perf_counter() - start)
   serial_idle = float(np.median(cold))
   # The whole step with that free oracle: what the step costs when nothing hides behind it.

@@ -160,6 +160,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.precondition = dict(kind="adam", b1=0.9, b2=0.999, eps=1e-8)
 
   # --- Loop. ---
+  # Data parallel over this many devices (0: all of them; batches must split evenly over them).
+  c.num_devices = 0
   c.batch_size = 8 if smoke else 16  # utility samples per step (2x that many oracle calls)
   c.privacy_batch_size = 8 if smoke else 16
   c.total_steps = 6 if smoke else 1200

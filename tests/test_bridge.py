@@ -105,3 +105,53 @@ def test_call_started_is_signalled_when_the_host_is_reached():
   assert not bridge.call_started.is_set()
   jax.jit(bridge)(jnp.zeros((1, 2, 2, 3)), jnp.array([0], jnp.int32))
   assert bridge.call_started.is_set()
+
+
+class GatedOracle(MeanBrightnessOracle):
+  """Answers only once `gate` is set, so a test can see who waits for it."""
+
+  def __init__(self):
+    super().__init__()
+    import threading
+
+    self.gate = threading.Event()
+
+  def query(self, visuals, queries):
+    assert self.gate.wait(10), "the gate was never opened"
+    return super().query(visuals, queries)
+
+
+def test_send_returns_before_the_oracle_answers_and_receive_collects_the_answer():
+  oracle = GatedOracle()
+  bridge = OracleBridge(oracle, QUERIES)
+  visuals = jnp.stack([jnp.full((4, 4, 3), v) for v in (0.2, 0.2, 0.6, 1.0)])
+  ids = jnp.array([0, 1, 2, 3], jnp.int32)
+
+  @jax.jit
+  def program(v, i):
+    bridge.send(v * 1.0, i)  # an anonymizer output, not the argument itself
+    return v.sum()
+
+  # The program finishes while the oracle is still blocked: the device does not wait for it.
+  jax.block_until_ready(program(visuals, ids))
+  assert bridge.call_started.is_set() and not oracle.received
+  oracle.gate.set()
+  losses, status = bridge.receive(timeout=10)
+  np.testing.assert_allclose(losses, [0.2, 0.3, 0.4, 0.75], atol=1e-6)
+  assert status.tolist() == [STATUS_OK] * 4
+  assert oracle.received[0].dtype == np.uint8 and bridge.samples == 4
+  with pytest.raises(RuntimeError, match="no send"):
+    bridge.receive()  # each answer is collected once
+
+
+def test_send_of_a_failing_oracle_receives_failed_status():
+  bridge = OracleBridge(MeanBrightnessOracle(explode=True), QUERIES)
+  jax.jit(bridge.send)(jnp.zeros((2, 2, 2, 3)), jnp.array([0, 1], jnp.int32))
+  losses, status = bridge.receive(timeout=10)
+  assert status.tolist() == [STATUS_FAILED] * 2 and losses.tolist() == [0.0, 0.0]
+
+
+def test_send_rejects_mismatched_lengths():
+  bridge = OracleBridge(MeanBrightnessOracle(), QUERIES)
+  with pytest.raises(ValueError, match="3 samples but indices 2"):
+    jax.jit(bridge.send)(jnp.zeros((3, 2, 2, 3)), jnp.array([0, 1], jnp.int32))

@@ -201,6 +201,6 @@ def test_perturbed_anonymizations_are_theta_plus_minus_c_delta_with_a_shared_pre
   assert (got == want).mean() > 0.999
   # Compiled: fewer convolutions than two independent passes (the shared prefix runs once).
   u_args = (state.params, state.opt_state, state.rng, state.step, *batch[:2])
-  hlo = step_fn.utility.lower(*u_args).compile().as_text()
+  hlo = step_fn.send.lower(*u_args).compile().as_text()
   one = jax.jit(lambda p, v: anonymizer.apply({"params": p}, v)).lower(state.params, x)
   assert hlo.count(" convolution(") < 2 * one.compile().as_text().count(" convolution(")

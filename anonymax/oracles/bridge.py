@@ -6,12 +6,22 @@ upload would carry), paired with their `Query` by example index, and scored by t
 body uses numpy only, returns arrays of exactly the declared shapes and never raises: whatever goes wrong
 becomes a per-sample status, and the trainer skips (and counts) those samples.
 
+Two ways to call it:
+
+* `bridge(visuals, ids)` inside jit returns (losses, status) once the oracle has answered. Simple,
+  but the device waits with it: a GPU runs a callback on its compute stream, and on several devices
+  every other program's collectives wait for the one that holds the callback.
+* `bridge.send(visuals, ids)` inside jit, then `bridge.receive()` on the host. The callback only
+  copies the visuals and starts the oracle call on a worker thread, so the program ends at once and
+  the devices are free for other work (the trainer's privacy gradient) while the oracle answers.
+
 Only what the caller passes in crosses the callback. The trainer passes anonymizer outputs and nothing
 else, so raw pixels never reach an oracle (tested with a spy oracle).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -57,6 +67,8 @@ class OracleBridge:
     self.samples = 0
     # Set when a call reaches the host; lets a caller start other work once the device is idle.
     self.call_started = threading.Event()
+    self._pending: concurrent.futures.Future | None = None
+    self._worker: concurrent.futures.ThreadPoolExecutor | None = None
 
   def host_fn(self, visuals: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The callback body: numpy in, (losses float32 [N], status int32 [N]) out; never raises."""
@@ -95,3 +107,30 @@ class OracleBridge:
       jax.ShapeDtypeStruct((n,), jnp.int32),
     )
     return io_callback(self.host_fn, shapes, visuals, indices, ordered=self.ordered)
+
+  def send(self, visuals: jax.Array, indices: jax.Array) -> None:
+    """Inside jit: starts scoring `visuals` for example ids `indices`; `receive()` collects it.
+
+    One ordered `io_callback` whose body copies its inputs, starts `host_fn` on a worker thread
+    and returns: the program does not wait for the oracle. One call is in flight at a time; a
+    second `send` before `receive` replaces the first.
+    """
+    n = indices.shape[0]
+    if visuals.shape[0] != n:
+      raise ValueError(f"visuals have {visuals.shape[0]} samples but indices {n}")
+    io_callback(self._submit, None, visuals, indices, ordered=self.ordered)
+
+  def _submit(self, visuals: np.ndarray, indices: np.ndarray) -> None:
+    # Copies: the callback's input buffers belong to the runtime once it returns.
+    visuals, indices = np.array(visuals), np.array(indices)
+    if self._worker is None:
+      self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oracle")
+    self._pending = self._worker.submit(self.host_fn, visuals, indices)
+    self.call_started.set()
+
+  def receive(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """On the host: (losses float32 [N], status int32 [N]) of the last `send`, once answered."""
+    if self._pending is None:
+      raise RuntimeError("OracleBridge.receive(): no send() is in flight")
+    pending, self._pending = self._pending, None
+    return pending.result(timeout)  # host_fn never raises
