@@ -13,8 +13,9 @@ optimizer, reviewer update) and divide by the time spent inside the oracle, meas
 anonymizations, the callback): it needs θ_k, so no overlap can hide it, and
 (latency + serial_ms) / latency bounds the ratio from below. `after_idle` is the same part timed
 after the latency's worth of idle (median), as a real step runs it: idle cores, or a GPU's
-clocks, take a while to come back, and on a 2-core VM this alone adds about 2 ms. `free_ms` is the whole step with that
-free oracle: the work that the oracle's latency has to hide (privacy gradient, reviewer, update).
+clocks, take a while to come back, and on a 2-core VM this alone adds 2 to 4 ms. `free_ms` is
+the whole step with that free oracle: the work that the oracle's latency has to hide (privacy
+gradient, reviewer, update).
 
 Last line: `overhead_ratio=<x>`; the goal is ≤ 1.10 at 50 ms per call on the smoke model.
 """

@@ -20,16 +20,22 @@ def _train_then_eval(tmp_path, variants: str):
     f"--config.data.data_dir={tmp_path / 'tfds'}",
     f"--config.oracle.reference.cache_dir={tmp_path / 'reference'}",
   ]
+  run_launchers(common, env)
+  return common, env
+
+
+def run_launchers(flags, env) -> str:
+  """launch/train.py then launch/eval.py with the same flags; returns eval.py's stdout."""
   for script in ("train.py", "eval.py"):
     proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch", script), *common],
+      [sys.executable, os.path.join(ROOT, "launch", script), *flags],
       env=env,
       capture_output=True,
       text=True,
       timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-  return common, env
+  return proc.stdout
 
 
 @pytest.mark.slow

@@ -4,8 +4,6 @@ black box behind the `openai` client (a local OpenAI-compatible server on 127.0.
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -14,8 +12,8 @@ from anonymax.oracles.reference import ReferenceOracle
 from anonymax.oracles.server import serve
 from configs import synthetic
 from tests.data import test_okvqa, test_vispr
+from tests.test_end_to_end import ROOT, run_launchers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "sk-test-not-a-real-key"
 
 
@@ -72,18 +70,10 @@ def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
     "--config.log_every=1",
   ]
   try:
-    for script in ("train.py", "eval.py"):
-      proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "launch", script), *common],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-      )
-      assert proc.returncode == 0, proc.stderr[-3000:]
+    eval_stdout = run_launchers(common, env)
     arrivals = len(server.arrivals)
     # The summary line says what was not measured instead of failing on it.
-    assert "(raw n/a)" in proc.stdout.splitlines()[-1]
+    assert "(raw n/a)" in eval_stdout.splitlines()[-1]
   finally:
     server.close()
   result = json.loads((tmp_path / "w" / "eval.json").read_text())

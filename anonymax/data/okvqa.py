@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from anonymax.data import imaging
-from anonymax.data.pipeline import SPLIT_PATTERN, Split
+from anonymax.data.pipeline import Split, read_records, text
 from anonymax.oracles.base import Query
 
 __all__ = [
@@ -372,31 +372,19 @@ def load_split(
     A `Split`: visuals uint8 [N, S, S, 3], privacy float32 [N, 0] (OK-VQA has no privacy
     labels), queries ``Query(question, ten answers)``, labels -1, no attribute or class names.
   """
-  if not isinstance(split, str) or not SPLIT_PATTERN.match(split):
-    raise ValueError(
-      f"split={split!r}: must be 'train' or 'test', optionally sliced (e.g. 'train[:100]')"
-    )
-  if num_examples is not None and (
-    isinstance(num_examples, bool) or int(num_examples) != num_examples or num_examples < 1
-  ):
-    raise ValueError(f"num_examples={num_examples!r}: must be an integer >= 1")
   config = make_config(image_size=image_size, categories=categories)
-  download_config = tfds.download.DownloadConfig(
-    manual_dir=None if manual_dir is None else os.fspath(manual_dir)
-  )
-  source = tfds.data_source(
+  records = read_records(
     AnonymaxOkvqa.name,
-    split=split,
+    config,
+    split,
     data_dir=data_dir,
-    builder_kwargs={"config": config, "file_format": "array_record"},
-    download=True,
-    download_and_prepare_kwargs={"download_config": download_config},
+    manual_dir=manual_dir,
+    num_examples=num_examples,
   )
-  n = len(source) if num_examples is None else min(int(num_examples), len(source))
-  records = source.__getitems__(list(range(n))) if n else []
+  n = len(records)
   s = config.image_size
   visuals = np.stack([r["image"] for r in records]) if records else np.zeros((0, s, s, 3), np.uint8)
-  queries = [Query(_text(r["question"]), tuple(_text(a) for a in r["answers"])) for r in records]
+  queries = [Query(text(r["question"]), tuple(text(a) for a in r["answers"])) for r in records]
   return Split(
     visuals=visuals,
     privacy=np.zeros((n, 0), np.float32),
@@ -405,7 +393,3 @@ def load_split(
     attribute_names=(),
     class_names=(),
   )
-
-
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)

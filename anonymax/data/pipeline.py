@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import os
 import re
 from collections.abc import Sequence
 
@@ -186,11 +187,11 @@ def _load_synthetic(
       name = synthetic.ACTIONS[int(r["action"])]
       queries.append(Query(synthetic.ACTION_PROMPT, (name,), synthetic.ACTIONS))
     else:
-      qtype = _text(r["question_type"])
+      qtype = text(r["question_type"])
       queries.append(
         Query(
-          _text(r["question"]),
-          tuple(_text(a) for a in r["answers"]),
+          text(r["question"]),
+          tuple(text(a) for a in r["answers"]),
           synthetic.CHOICES[qtype],
         )
       )
@@ -204,8 +205,51 @@ def _load_synthetic(
   )
 
 
-def _text(value) -> str:
+def text(value) -> str:
+  """A string feature read back from TFDS (bytes or str) as str."""
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_records(
+  name: str,
+  config,
+  split: str,
+  *,
+  data_dir: str | None = None,
+  manual_dir: str | None = None,
+  num_examples: int | None = None,
+) -> list[dict]:
+  """The first `num_examples` records (all if None) of `split` of TFDS dataset `name`.
+
+  Builds `config` first if needed, reading the user's files from `manual_dir` (default: TFDS's
+  <data_dir>/downloads/manual). The split may be sliced ("train[:100]").
+
+  Raises:
+    ValueError: naming the field, for a bad split or num_examples.
+  """
+  import tensorflow_datasets as tfds
+
+  if not isinstance(split, str) or not SPLIT_PATTERN.match(split):
+    raise ValueError(
+      f"split={split!r}: must be 'train' or 'test', optionally sliced (e.g. 'train[:100]')"
+    )
+  if num_examples is not None and (
+    isinstance(num_examples, bool) or int(num_examples) != num_examples or num_examples < 1
+  ):
+    raise ValueError(f"num_examples={num_examples!r}: must be an integer >= 1")
+  download_config = tfds.download.DownloadConfig(
+    manual_dir=None if manual_dir is None else os.fspath(manual_dir)
+  )
+  source = tfds.data_source(
+    name,
+    split=split,
+    data_dir=data_dir,
+    builder_kwargs={"config": config, "file_format": "array_record"},
+    download=True,
+    download_and_prepare_kwargs={"download_config": download_config},
+  )
+  n = len(source) if num_examples is None else min(int(num_examples), len(source))
+  return source.__getitems__(list(range(n))) if n else []
 
 
 @functools.lru_cache(maxsize=8)

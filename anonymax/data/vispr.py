@@ -371,28 +371,16 @@ def load_split(
     A `pipeline.Split`: visuals uint8 [N, S, S, 3], privacy float32 [N, P],
     queries ``[QUERY] * N``, labels -1, attribute_names the P ids, class_names ().
   """
-  if not isinstance(split, str) or not pipeline.SPLIT_PATTERN.match(split):
-    raise ValueError(
-      f"split={split!r}: must be 'train' or 'test', optionally sliced (e.g. 'train[:100]')"
-    )
-  if num_examples is not None and (
-    isinstance(num_examples, bool) or int(num_examples) != num_examples or num_examples < 1
-  ):
-    raise ValueError(f"num_examples={num_examples!r}: must be an integer >= 1")
   config = make_config(image_size=image_size, attributes=attributes)
-  prepare = {}
-  if manual_dir is not None:
-    prepare["download_config"] = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
-  source = tfds.data_source(
+  records = pipeline.read_records(
     Vispr.name,
-    split=split,
+    config,
+    split,
     data_dir=data_dir,
-    builder_kwargs={"config": config, "file_format": "array_record"},
-    download=True,
-    download_and_prepare_kwargs=prepare,
+    manual_dir=manual_dir,
+    num_examples=num_examples,
   )
-  n = len(source) if num_examples is None else min(int(num_examples), len(source))
-  records = source.__getitems__(list(range(n))) if n else []
+  n = len(records)
   s = config.image_size
   names = ATTRIBUTE_SETS[config.attributes]
   visuals = np.stack([r["image"] for r in records]) if records else np.zeros((0, s, s, 3), np.uint8)

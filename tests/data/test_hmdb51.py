@@ -14,6 +14,7 @@ import pytest
 
 from anonymax.data import action_videos, hmdb51, pipeline, video_files
 from anonymax.oracles.base import Query
+from tests.data.video_fixtures import frame_ids, frames_of
 
 T, S = 4, 16
 # class → [(video, number of frames, id in split 1, id in split 2)]; id 1 train, 2 test, 0 neither.
@@ -33,22 +34,6 @@ VIDEOS = {
   ],
 }
 ALL = [(c, name, n, ids) for c, vids in VIDEOS.items() for name, n, *ids in vids]
-
-
-def frames_of(video: int, num_frames: int) -> np.ndarray:
-  """16×20 frames of one colour each: red tells the video, green the frame (steps of 20)."""
-  frames = np.zeros((num_frames, 16, 20, 3), np.uint8)
-  for i in range(num_frames):
-    frames[i] = (30 + 30 * video, 10 + 20 * i, 128)
-  return frames
-
-
-def frame_ids(clip: np.ndarray) -> tuple[int, list[int]]:
-  """(video, frame indices) read back from a decoded clip's colours."""
-  mean = clip.reshape(clip.shape[0], -1, 3).mean(axis=1)
-  videos = np.rint((mean[:, 0] - 30) / 30).astype(int)
-  assert len(set(videos)) == 1
-  return int(videos[0]), [int(i) for i in np.rint((mean[:, 1] - 10) / 20)]
 
 
 def write_hmdb51(root) -> None:

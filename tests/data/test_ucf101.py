@@ -13,6 +13,7 @@ import pytest
 
 from anonymax.data import action_videos, pipeline, ucf101, video_files
 from anonymax.oracles.base import Query
+from tests.data.video_fixtures import frame_ids, frames_of
 
 T, S = 4, 16
 # name → (class, number of frames); the 3-frame video is shorter than T.
@@ -37,22 +38,6 @@ TEST1 = [
 ]
 TRAIN2 = ["Archery/v_Archery_g01_c01.avi 3", "YoYo/v_YoYo_g02_c01.avi 101"]
 TEST2 = ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "YoYo/v_YoYo_g10_c03.avi"]
-
-
-def frames_of(video: int, num_frames: int) -> np.ndarray:
-  """16×20 frames of one colour each: red tells the video, green the frame (steps of 20)."""
-  frames = np.zeros((num_frames, 16, 20, 3), np.uint8)
-  for i in range(num_frames):
-    frames[i] = (30 + 30 * video, 10 + 20 * i, 128)
-  return frames
-
-
-def frame_ids(clip: np.ndarray) -> tuple[int, list[int]]:
-  """(video, frame indices) read back from a decoded clip's colours."""
-  mean = clip.reshape(clip.shape[0], -1, 3).mean(axis=1)
-  videos = np.rint((mean[:, 0] - 30) / 30).astype(int)
-  assert len(set(videos)) == 1
-  return int(videos[0]), [int(i) for i in np.rint((mean[:, 1] - 10) / 20)]
 
 
 def write_lines(path, lines):
