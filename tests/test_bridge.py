@@ -1,5 +1,9 @@
 """The host-callback bridge: never raises, marks bad samples, passes exactly what it is given."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +159,79 @@ def test_send_rejects_mismatched_lengths():
   bridge = OracleBridge(MeanBrightnessOracle(), QUERIES)
   with pytest.raises(ValueError, match="3 samples but indices 2"):
     jax.jit(bridge.send)(jnp.zeros((3, 2, 2, 3)), jnp.array([0, 1], jnp.int32))
+
+
+def test_quantize_on_the_device_matches_to_uint8_on_the_host():
+  from anonymax.oracles.base import to_uint8
+  from anonymax.oracles.bridge import quantize
+
+  # Half steps (rounded to even), the ends, values outside [0, 1], NaN and ±inf.
+  x = np.array(
+    [0.0, 0.5 / 255, 1.5 / 255, 2.5 / 255, 0.5, 1.0, -0.2, 1.7, np.nan, np.inf, -np.inf],
+    np.float32,
+  )
+  x = np.concatenate([x, np.random.default_rng(0).random(1000, np.float32)])
+  with np.errstate(over="ignore", invalid="ignore"):  # inf · 255
+    want = to_uint8(x)
+  np.testing.assert_array_equal(np.asarray(jax.jit(quantize)(x)), want)
+  u = np.arange(256, dtype=np.uint8)
+  assert quantize(jnp.asarray(u)).dtype == jnp.uint8
+  np.testing.assert_array_equal(np.asarray(quantize(jnp.asarray(u))), u)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 3), (2, 160, 160, 3), (1, 1, 1, 1)])
+def test_chunks_are_small_and_reassemble_exactly(shape):
+  from anonymax.oracles.bridge import CHUNK_BYTES, from_chunks, to_chunks
+
+  x = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+  chunks = jax.jit(to_chunks)(x)
+  assert all(c.nbytes <= CHUNK_BYTES for c in chunks)
+  assert len(chunks) == -(-x.size // CHUNK_BYTES)
+  back = from_chunks([np.asarray(c) for c in chunks], shape)
+  np.testing.assert_array_equal(back, x)
+
+
+ONE_CORE_SCRIPT = r"""
+import os, sys
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # before JAX sizes its threads
+import jax, jax.numpy as jnp, numpy as np
+from anonymax.oracles import OracleOutput, Query
+from anonymax.oracles.bridge import OracleBridge
+
+class Mean:
+  def query(self, visuals, queries):
+    n = len(queries)
+    return OracleOutput(visuals.reshape(n, -1).mean(1).astype(np.float32), np.zeros(n, np.int32),
+                        [""] * n)
+
+bridge = OracleBridge(Mean(), [Query("q", ("a",))] * 4)
+send = jax.jit(lambda x, i: bridge.send(jnp.sin(x) * 0.5 + 0.5, i))
+call = jax.jit(lambda x, i: bridge(jnp.sin(x) * 0.5 + 0.5, i))
+x = np.random.default_rng(0).random((4, 256, 256, 3), np.float32) * 6  # 3 MB of floats
+ids = np.arange(4, dtype=np.int32)
+want = np.clip(np.rint((np.sin(x) * 0.5 + 0.5) * 255), 0, 255).reshape(4, -1).mean(1)
+for _ in range(20):
+  jax.block_until_ready(send(x, ids))
+  sent, _ = bridge.receive(timeout=60)
+  called, _ = call(x, ids)
+  assert np.abs(sent - want).max() < 1e-3 and np.abs(np.asarray(called) - want).max() < 1e-3
+print("one-core ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_large_visuals_cross_the_callback_on_a_single_core():
+  # Regression: JAX copies a callback's operands onto the CPU device, on the same thread pool the
+  # callback runs on once they exceed ~100 KiB; with one core, reading them inside the callback
+  # then waited forever. The bridge passes them in chunks below that size.
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  try:
+    out = subprocess.run(
+      [sys.executable, "-c", ONE_CORE_SCRIPT], env=env, capture_output=True, text=True, timeout=240
+    )
+  except subprocess.TimeoutExpired:
+    pytest.fail("the bridge deadlocked on a single core")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "one-core ok" in out.stdout

@@ -15,6 +15,13 @@ Two ways to call it:
   copies the visuals and starts the oracle call on a worker thread, so the program ends at once and
   the devices are free for other work (the trainer's privacy gradient) while the oracle answers.
 
+The visuals cross as uint8 (quantised on the device, as `to_uint8` does on the host), cut into
+operands of at most `CHUNK_BYTES`. JAX hands a callback its operands as arrays copied onto the
+CPU device, and copies above about 100 KiB run on the runtime's thread pool; the callback runs on
+that pool too, so on a one-core machine reading a larger operand inside the callback deadlocks
+(reproduced with JAX 0.10: an `io_callback` that reads a 200 KB operand hangs under
+`taskset -c 0`). Operands below that size are copied at once, wherever the pool stands.
+
 Only what the caller passes in crosses the callback. The trainer passes anonymizer outputs and nothing
 else, so raw pixels never reach an oracle (tested with a spy oracle).
 """
@@ -41,6 +48,28 @@ from anonymax.oracles.base import (
   Query,
   to_uint8,
 )
+
+# Below the size that JAX's CPU runtime copies on its thread pool (see the module docstring).
+CHUNK_BYTES = 64 * 1024
+
+
+def quantize(visuals: jax.Array) -> jax.Array:
+  """`to_uint8` on the device: float in [0, 1] → uint8 (round half to even), uint8 unchanged."""
+  if visuals.dtype == jnp.uint8:
+    return visuals
+  x = jnp.nan_to_num(visuals.astype(jnp.float32))
+  return jnp.clip(jnp.round(x * 255.0), 0, 255).astype(jnp.uint8)
+
+
+def to_chunks(visuals: jax.Array) -> list[jax.Array]:
+  """uint8 visuals as flat operands of at most `CHUNK_BYTES` (the last may be shorter)."""
+  flat = visuals.reshape(-1)
+  return [flat[i : i + CHUNK_BYTES] for i in range(0, max(flat.shape[0], 1), CHUNK_BYTES)]
+
+
+def from_chunks(chunks: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+  """The inverse of `to_chunks`, as a numpy array of its own (copied out of the operands)."""
+  return np.concatenate([np.asarray(c) for c in chunks]).reshape(shape)
 
 
 class OracleBridge:
@@ -106,27 +135,43 @@ class OracleBridge:
       jax.ShapeDtypeStruct((n,), jnp.float32),
       jax.ShapeDtypeStruct((n,), jnp.int32),
     )
-    return io_callback(self.host_fn, shapes, visuals, indices, ordered=self.ordered)
+    shape = tuple(visuals.shape)
 
-  def send(self, visuals: jax.Array, indices: jax.Array) -> None:
+    def score(indices, *chunks):
+      return self.host_fn(from_chunks(chunks, shape), np.array(indices))
+
+    chunks = to_chunks(quantize(visuals))
+    return io_callback(score, shapes, indices, *chunks, ordered=self.ordered)
+
+  def send(self, visuals: jax.Array, indices: jax.Array) -> jax.Array:
     """Inside jit: starts scoring `visuals` for example ids `indices`; `receive()` collects it.
 
     One ordered `io_callback` whose body copies its inputs, starts `host_fn` on a worker thread
     and returns: the program does not wait for the oracle. One call is in flight at a time; a
     second `send` before `receive` replaces the first.
+
+    Returns:
+      int32 [], the number of samples handed over; once it is ready, `receive()` may be called.
     """
     n = indices.shape[0]
     if visuals.shape[0] != n:
       raise ValueError(f"visuals have {visuals.shape[0]} samples but indices {n}")
-    io_callback(self._submit, None, visuals, indices, ordered=self.ordered)
+    shape = tuple(visuals.shape)
 
-  def _submit(self, visuals: np.ndarray, indices: np.ndarray) -> None:
-    # Copies: the callback's input buffers belong to the runtime once it returns.
-    visuals, indices = np.array(visuals), np.array(indices)
+    def submit(indices, *chunks):
+      # Copies: the callback's input buffers belong to the runtime once it returns.
+      return self._submit(from_chunks(chunks, shape), np.array(indices))
+
+    chunks = to_chunks(quantize(visuals))
+    result = jax.ShapeDtypeStruct((), jnp.int32)
+    return io_callback(submit, result, indices, *chunks, ordered=self.ordered)
+
+  def _submit(self, visuals: np.ndarray, indices: np.ndarray) -> np.ndarray:
     if self._worker is None:
       self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oracle")
     self._pending = self._worker.submit(self.host_fn, visuals, indices)
     self.call_started.set()
+    return np.int32(len(indices))
 
   def receive(self, timeout: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """On the host: (losses float32 [N], status int32 [N]) of the last `send`, once answered."""
