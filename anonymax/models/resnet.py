@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from anonymax.models.norm import num_groups
+from anonymax.models.norm import GroupNorm, num_groups
 
 ModuleDef = Any
 
@@ -91,7 +91,7 @@ def _norm_factory(kind: str, train: bool, groups: int, dtype: Any) -> Callable[.
   if kind == "group":
 
     def group_norm(channels: int, **kw) -> nn.Module:
-      return nn.GroupNorm(num_groups=num_groups(groups, channels), dtype=dtype, **kw)
+      return GroupNorm(num_groups=num_groups(groups, channels), dtype=dtype, **kw)
 
     return group_norm
   raise ValueError(f"ResNet.norm must be 'batch' or 'group', got {kind!r}")

@@ -26,7 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from anonymax.models.norm import num_groups
+from anonymax.models.norm import GroupNorm, num_groups
 
 
 class ConvBlock(nn.Module):
@@ -49,7 +49,7 @@ class ConvBlock(nn.Module):
       # No bias: the following GroupNorm's own bias makes it redundant, and a redundant bias
       # would get a (numerically) zero gradient.
       x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv_{i}")(x)
-      x = nn.GroupNorm(num_groups=g, dtype=self.dtype, name=f"norm_{i}")(x)
+      x = GroupNorm(num_groups=g, dtype=self.dtype, name=f"norm_{i}")(x)
       x = nn.swish(x)
     return x
 
