@@ -1,6 +1,6 @@
 """Trains the anonymizer against a black-box MLLM and an adversarial privacy reviewer.
 
-One step (DESIGN.md §3), as three jitted parts (see `TrainStep`):
+One step (DESIGN.md §3), as jitted parts (see `TrainStep`):
   1. Δ_k ← Rademacher(fold_in(key, k)); θ ± c_k Δ_k; both perturbed anonymizations of the utility
      batch.
   2. One ordered host callback sends the 2B anonymized visuals (never raw ones) to the oracle, which
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 from tqdm import tqdm
 
 from anonymax import checkpoint, losses, metric_writers, models, optim, parallel
@@ -83,13 +85,38 @@ def create_state(config, anonymizer, reviewer, optimizer, visual_shape) -> Train
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
-    opt_state=optimizer.init(params),
+    opt_state=optimizer.init(flat_parameters(params)),
     reviewer_vars=reviewer_vars,
     reviewer_opt_state=reviewer_optimizer(config).init(reviewer_vars["params"]),
     rng=jax.random.key_data(k_loop),
     oracle_samples=jnp.zeros((), jnp.int32),
     skipped=jnp.zeros((), jnp.int32),
   )
+
+
+def flat_parameters(tree) -> jax.Array:
+  """θ (or a tree like it) as the one vector the anonymizer's optimizer works on.
+
+  The optimizer's work is elementwise plus a few norms over the whole tree (Eqs. 8-12), so on one
+  vector it is a handful of kernels; per leaf it would be hundreds of tiny ones, and they sit on
+  the step's serial path, between the oracle's answer and the next step's oracle call.
+  """
+  return ravel_pytree(tree)[0]
+
+
+def parameter_layout(tree):
+  """What `unflatten_parameters` needs to rebuild `tree` from its vector: (treedef, shapes)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple((tuple(x.shape), jnp.dtype(x.dtype)) for x in leaves)
+
+
+def unflatten_parameters(vector: jax.Array, layout) -> Any:
+  """The inverse of `flat_parameters` for a tree of `parameter_layout` `layout`."""
+  treedef, specs = layout
+  sizes = [math.prod(shape) for shape, _ in specs]
+  parts = jnp.split(vector, np.cumsum(sizes)[:-1].tolist()) if len(sizes) > 1 else [vector]
+  leaves = [p.reshape(shape).astype(dtype) for p, (shape, dtype) in zip(parts, specs)]
+  return jax.tree.unflatten(treedef, leaves)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,40 +156,88 @@ def optimizer_config(config) -> dict:
 
 
 class TrainStep:
-  """One training step as three jitted parts, the oracle's wait overlapped with the privacy work.
+  """One training step as jitted parts, the oracle's wait overlapped with the privacy work.
 
-  * `send`: Δ, both perturbed anonymizations, and one ordered `io_callback` that hands the 2qB
-    anonymized visuals to the oracle (`OracleBridge.send`) and returns without waiting for its
-    answer (DESIGN.md §3 step 2);
+  * `perturb`: θ ± c_k Δ_k and the 2q perturbed anonymizations of the utility batch;
+  * `send`: one ordered `io_callback` that hands the 2qB anonymized visuals to the oracle
+    (`OracleBridge.send`) and returns without waiting for its answer (DESIGN.md §3 step 2);
   * `privacy`: L_Privacy, h_k and the reviewer's BCE step on f_A(x; θ_k), which need no oracle
-    answer, run on the devices while the oracle answers (steps 3 and 5);
+    answer, run on the devices while the oracle answers (steps 3 and 5); then `draw_next`
+    draws Δ_{k+1}, a function of the key and k + 1 alone;
   * `combine`: ĝ_k from the answers (`OracleBridge.receive`), then critical history →
-    scalarization → −a_k, applied to the state (step 4; the state is donated).
+    scalarization → −a_k, applied to the state (step 4; the state is donated), and c_{k+1}.
+  `prepare` computes Δ_k and c_k itself when no prepared ones match the state (the first step,
+  a restored or otherwise replaced state).
+
+  The serial path, which no oracle latency can hide, is `combine` then the next `perturb` and
+  `send`, programs holding only that work. `send` is apart from `perturb` and takes two arrays:
+  its callback makes every call take JAX's Python dispatch path, whose cost grows with the
+  number of arguments, and the effect-free `perturb` is dispatched at once and already runs
+  while that path is taken.
+
   No device waits for the oracle: a callback that did would hold a GPU's stream, and on several
-  devices the others' collectives, for the oracle's whole latency. The parts never run at the
-  same time either (`privacy` starts once `send` is done), so multi-device programs cannot
-  interleave their collectives. All three are functions of the step-k state alone, so a step is
-  deterministic and a resumed run repeats it exactly.
+  devices the others' collectives, for the oracle's whole latency. The parts never run at the same time
+  either (`privacy` starts once `send` is done), so multi-device programs cannot interleave their
+  collectives. Every part is a function of the step-k state, so a step is deterministic and a
+  resumed run repeats it exactly.
   """
 
-  def __init__(self, send, privacy, combine, bridge: OracleBridge):
-    self.send, self.privacy, self.combine = send, privacy, combine
+  def __init__(self, prepare, perturb, send, privacy, draw_next, combine, bridge: OracleBridge):
+    self.prepare, self.perturb, self.send, self.privacy = prepare, perturb, send, privacy
+    self.draw_next, self.combine = draw_next, combine
     self.bridge = bridge
+    self._prepared = None  # (state fields it was made from, (Δ_k [q, D], c_k))
+    self._layout = None  # θ's `parameter_layout`, the same for every step
+
+  @staticmethod
+  def _key(state: TrainState):
+    return (state.params, state.opt_state, state.rng, state.step)
+
+  def _inputs(self, state: TrainState):
+    """(Δ_k [q, D], c_k): prepared by the previous step, or computed now."""
+    if self._prepared is not None:
+      key, inputs = self._prepared
+      if all(a is b for a, b in zip(key, self._key(state))):
+        return inputs
+    return self.prepare(state.params, state.opt_state, state.rng, state.step)
+
+  def start(self, state: TrainState, u_visuals, u_ids):
+    """Starts the step's oracle call; it is under way on return.
+
+    Returns:
+      (Δ_k, c_k), which `combine` needs.
+    """
+    deltas, c_k = self._inputs(state)
+    if self._layout is None:
+      self._layout = parameter_layout(state.params)
+    anonymized = self.perturb(state.params, deltas, c_k, u_visuals, self._layout)
+    # Done = the oracle call is under way; the perturbed anonymizations had the devices (on a
+    # CPU: the cores) to themselves.
+    jax.block_until_ready(self.send(anonymized, u_ids))
+    return deltas, c_k
 
   def __call__(self, state: TrainState, u_visuals, u_ids, p_visuals, p_labels):
-    sent = self.send(state.params, state.opt_state, state.rng, state.step, u_visuals, u_ids)
-    # Done = the perturbed anonymizations are computed and the oracle call is under way; they
-    # had the devices (on a CPU: the cores) to themselves.
-    jax.block_until_ready(sent)
-    privacy_out = self.privacy(
+    deltas, c_k = self.start(state, u_visuals, u_ids)
+    l_privacy, h, reviewer_vars, reviewer_opt_state, bce = self.privacy(
       state.params, state.reviewer_vars, state.reviewer_opt_state, p_visuals, p_labels
     )
+    next_deltas = self.draw_next(state.params, state.rng, state.step)
     answers = self.bridge.receive()
-    return self.combine(state, sent, answers, privacy_out)
+    new_state, metrics, next_c = self.combine(state, deltas, c_k, answers, l_privacy, h, bce)
+    # The reviewer's new state goes in on the host: passed through `combine` it would be copied.
+    new_state = new_state.replace(
+      reviewer_vars=reviewer_vars, reviewer_opt_state=reviewer_opt_state
+    )
+    self._prepared = (self._key(new_state), (next_deltas, next_c))
+    return new_state, metrics
+
+  @property
+  def parts(self):
+    return (self.prepare, self.perturb, self.send, self.privacy, self.draw_next, self.combine)
 
   def _cache_size(self) -> int:
     """Compilations of the most-compiled part (1 after any number of same-shaped steps)."""
-    return max(f._cache_size() for f in (self.send, self.privacy, self.combine))
+    return max(f._cache_size() for f in self.parts)
 
 
 def make_train_step(
@@ -183,37 +258,43 @@ def make_train_step(
   def anonymize(params, x):
     return anonymizer.apply({"params": params}, x)
 
-  def send_part(params, opt_state, rng, step, u_visuals, u_ids):
+  def draw_part(params, rng, step):
+    """Δ_k [q, D]: q perturbations (Rademacher for SPSA) of θ, from fold_in(key, k)."""
     key = jax.random.fold_in(jax.random.wrap_key_data(rng), step)
     k_delta, _ = jax.random.split(key)
-    x_u = u_visuals.astype(jnp.float32) / 255.0
-    batch = x_u.shape[0]
-    c_k = optimizer.perturbation_scale(opt_state)
-
-    # 1. q perturbations Δ (Rademacher for SPSA) and the 2q perturbed anonymizations.
     deltas = jax.vmap(lambda k: draw(k, params, mask=mask))(jax.random.split(k_delta, q))
-    # A vmap over parameter sets would turn every conv into a grouped conv, which XLA:CPU runs
-    # several times slower than 2q plain ones; 2q is small and static, so unroll: θ + c_k Δ_i
-    # for every i, then θ − c_k Δ_i. Leaves outside the mask (Δ = 0 there) are passed as θ
-    # itself, not θ ± c_k·0: the layers before the first perturbed one then see identical
-    # inputs in all 2q passes, and XLA computes them once (common-subexpression elimination).
+    return jax.vmap(flat_parameters)(deltas)
+
+  def prepare_part(params, opt_state, rng, step):
+    return draw_part(params, rng, step), optimizer.perturbation_scale(opt_state)
+
+  def perturb_part(params, deltas, c_k, u_visuals, layout):
+    x_u = u_visuals.astype(jnp.float32) / 255.0
+    # 1. The 2q perturbed anonymizations. A vmap over parameter sets would turn every conv into
+    # a grouped conv, which XLA:CPU runs several times slower than 2q plain ones; 2q is small
+    # and static, so unroll: θ + c_k Δ_i for every i, then θ − c_k Δ_i. Leaves outside the mask
+    # (Δ = 0 there) are passed as θ itself, not θ ± c_k·0: the layers before the first perturbed
+    # one then see identical inputs in all 2q passes, and XLA computes them once
+    # (common-subexpression elimination).
     covered = optim.resolve_mask(mask, params)
+    deltas = [unflatten_parameters(d, layout) for d in deltas]
     perturbed = [
       jax.tree.map(
-        lambda p, d, m, i=i, s=s: p if m is False else p + s * c_k * d[i], params, deltas, covered
+        lambda p, d, m, s=s: p if m is False else p + s * c_k * d, params, deltas[i], covered
       )
       for s in (1.0, -1.0)
       for i in range(q)
     ]
     anonymized = jnp.stack([anonymize(theta, x_u) for theta in perturbed])  # [2q, B, ...]
-
-    # 2. One oracle call for the 2qB anonymized visuals (never the raw x_u), answered by the time
-    #    `combine` runs.
-    flat = anonymized.reshape((2 * q * batch, *anonymized.shape[2:]))
+    flat = anonymized.reshape((2 * q * x_u.shape[0], *anonymized.shape[2:]))
     if mesh is not None:  # one call for the whole batch: gather the devices' shares first
       flat = jax.lax.with_sharding_constraint(flat, parallel.replicated(mesh))
-    bridge.send(flat, jnp.tile(u_ids, 2 * q))
-    return deltas, c_k
+    return flat
+
+  def send_part(anonymized, u_ids):
+    # 2. One oracle call for the 2qB anonymized visuals (never the raw ones), answered by the
+    #    time `combine` runs.
+    return bridge.send(anonymized, jnp.tile(u_ids, 2 * q))  # ready once the call is under way
 
   def estimate_part(deltas, c_k, sample_losses, status):
     """ĝ_k and L_MLLM from the oracle's 2qB answers (Eq. 7 over the pairs scored on both sides)."""
@@ -226,10 +307,10 @@ def make_train_step(
     l_plus = jnp.where(pair_ok, sample_losses[0], 0.0).sum(-1) / denom  # [q]
     l_minus = jnp.where(pair_ok, sample_losses[1], 0.0).sum(-1) / denom
     usable = (n_ok > 0).astype(jnp.float32)  # [q]
-    # Eq. 7 for each perturbation, then the mean over the usable ones.
+    # Eq. 7 for each perturbation (on flat vectors [q, D]), then the mean over the usable ones.
     estimates = jax.vmap(estimate, in_axes=(0, 0, 0, None))(l_plus, l_minus, deltas, c_k)
     weights = usable / jnp.maximum(usable.sum(), 1.0)
-    g_hat = jax.tree.map(lambda e: jnp.tensordot(weights.astype(e.dtype), e, axes=1), estimates)
+    g_hat = jnp.tensordot(weights.astype(estimates.dtype), estimates, axes=1)
     l_mllm = ((l_plus + l_minus) * 0.5 * usable).sum() / jnp.maximum(usable.sum(), 1.0)
     n_scored = (status == STATUS_OK).sum().astype(jnp.int32)
     n_sent = jnp.asarray(2 * q * batch, jnp.int32)
@@ -269,25 +350,25 @@ def make_train_step(
       new_reviewer_vars["batch_stats"] = stats
     return l_privacy, h, new_reviewer_vars, new_rev_opt_state, bce
 
-  def combine(state: TrainState, sent, answers, privacy_out):
-    deltas, c_k = sent
+  def combine(state: TrainState, deltas, c_k, answers, l_privacy, h, bce):
     g_hat, l_mllm, any_usable, pairs_scored, n_sent, n_scored = estimate_part(deltas, c_k, *answers)
-    l_privacy, h, reviewer_vars, reviewer_opt_state, bce = privacy_out
-    # 4. Critical history → scalarization → −a_k (anonymax.optim). A step whose oracle call
-    #    returned nothing usable leaves the anonymizer and its optimizer unchanged.
+    # 4. Critical history → scalarization → −a_k (anonymax.optim), on flat vectors (see
+    #    `flat_parameters`). A step whose oracle call returned nothing usable leaves the
+    #    anonymizer and its optimizer unchanged.
+    params, unflatten_params = ravel_pytree(state.params)
+    h = flat_parameters(h)
     updates, new_opt_state = optimizer.update(
-      g_hat, h, state.opt_state, state.params, losses=(l_mllm, l_privacy)
+      g_hat, h, state.opt_state, params, losses=(l_mllm, l_privacy)
     )
-    updates = jax.tree.map(lambda u: jnp.where(any_usable, u, jnp.zeros_like(u)), updates)
+    updates = jnp.where(any_usable, updates, jnp.zeros_like(updates))
     new_opt_state = jax.tree.map(
       lambda new, old: jnp.where(any_usable, new, old), new_opt_state, state.opt_state
     )
+    new_params = optax.apply_updates(params, updates)
     new_state = state.replace(
       step=state.step + 1,
-      params=optax.apply_updates(state.params, updates),
+      params=unflatten_params(new_params),
       opt_state=new_opt_state,
-      reviewer_vars=reviewer_vars,
-      reviewer_opt_state=reviewer_opt_state,
       oracle_samples=state.oracle_samples + n_sent,
       skipped=state.skipped + (n_sent - n_scored),
     )
@@ -303,13 +384,16 @@ def make_train_step(
       "indicator": new_opt_state.indicator,
       "selected": new_opt_state.selected,
     }
-    return new_state, metrics
+    return new_state, metrics, optimizer.perturbation_scale(new_opt_state)  # and c_{k+1}
 
   return TrainStep(
-    jax.jit(send_part),
-    jax.jit(privacy_part),
-    jax.jit(combine, donate_argnums=(0,)),
-    bridge,
+    prepare=jax.jit(prepare_part),
+    perturb=jax.jit(perturb_part, static_argnums=4),
+    send=jax.jit(send_part),
+    privacy=jax.jit(privacy_part),
+    draw_next=jax.jit(lambda params, rng, step: draw_part(params, rng, step + 1)),
+    combine=jax.jit(combine, donate_argnums=(0,)),
+    bridge=bridge,
   )
 
 

@@ -97,10 +97,9 @@ def main():
   # The serial floor: Δ, both perturbed anonymizations and the callback, with an oracle that
   # answers at once. Nothing can overlap it, since it needs θ_k.
   oracle.latency_s = 0.0
-  u_args = (state.params, state.opt_state, state.rng, state.step, *batches[0][:2])
 
   def serial_part():
-    jax.block_until_ready(step_fn.send(*u_args))
+    step_fn.start(state, *batches[0][:2])
     bridge.receive()
 
   serial_part()

@@ -200,7 +200,39 @@ def test_perturbed_anonymizations_are_theta_plus_minus_c_delta_with_a_shared_pre
   assert np.abs(got - want).max() <= 1  # equal up to a rounding step at a .5 boundary
   assert (got == want).mean() > 0.999
   # Compiled: fewer convolutions than two independent passes (the shared prefix runs once).
-  u_args = (state.params, state.opt_state, state.rng, state.step, *batch[:2])
-  hlo = step_fn.send.lower(*u_args).compile().as_text()
+  deltas, c = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
+  layout = train.parameter_layout(state.params)
+  hlo = step_fn.perturb.lower(state.params, deltas, c, batch[0], layout).compile().as_text()
   one = jax.jit(lambda p, v: anonymizer.apply({"params": p}, v)).lower(state.params, x)
   assert hlo.count(" convolution(") < 2 * one.compile().as_text().count(" convolution(")
+
+
+def test_flat_parameters_round_trip():
+  tree = {
+    "a": jnp.arange(6.0).reshape(2, 3),
+    "b": {"c": jnp.ones(4), "d": jnp.full((1, 1, 2), 7.0)},
+  }
+  vector = train.flat_parameters(tree)
+  assert vector.shape == (12,)
+  back = train.unflatten_parameters(vector, train.parameter_layout(tree))
+  assert jax.tree.structure(back) == jax.tree.structure(tree)
+  for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_perturbations_drawn_ahead_are_those_of_the_next_step(shared_dirs):
+  config = smoke_config(shared_dirs)
+  split, state, step_fn = _pieces(config, SpyOracle())
+  state, _ = step_fn(state, *_batch(split, config, 0))
+  # Δ_1 and c_1 were prepared during step 0's oracle wait; they equal a fresh draw for step 1.
+  key, (ahead, c_ahead) = step_fn._prepared
+  fresh, c_fresh = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
+  np.testing.assert_array_equal(ahead, fresh)
+  assert float(c_ahead) == float(c_fresh) and step_fn._inputs(state)[0] is ahead
+  assert float(jnp.abs(ahead).sum()) > 0 and not np.array_equal(
+    ahead, step_fn.prepare(state.params, state.opt_state, state.rng, state.step - 1)[0]
+  )
+  # A state that is not the one returned (here: the same values, other arrays) gets a fresh draw.
+  copy = jax.tree.map(jnp.copy, state)
+  assert step_fn._inputs(copy)[0] is not ahead
+  np.testing.assert_array_equal(step_fn._inputs(copy)[0], ahead)
