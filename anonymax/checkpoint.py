@@ -100,11 +100,19 @@ def restore(
     ),
     abstract_state,
   )
-  restored = mgr.restore(
-    step,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract),
-      meta=ocp.args.JsonRestore(),
-    ),
-  )
+  try:
+    restored = mgr.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract),
+        meta=ocp.args.JsonRestore(),
+      ),
+    )
+  except ValueError as e:  # orbax's structure and shape mismatches
+    # E.g. a checkpoint of an earlier release, whose optimizer state was laid out per leaf.
+    raise ValueError(
+      f"checkpoint {mgr.directory}/{step} does not match this version's training state "
+      f"({str(e).splitlines()[0]}): resume it with the version that wrote it, or train in a new "
+      "--workdir"
+    ) from e
   return restored["state"], dict(restored["meta"] or {})

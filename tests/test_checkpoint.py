@@ -144,3 +144,13 @@ def test_default_workdir_is_named_after_the_config_file():
     "workdirs", "synthetic"
   )
   assert checkpoint.default_workdir("/abs/okvqa.py") == os.path.join("workdirs", "okvqa")
+
+
+def test_a_checkpoint_of_another_state_layout_is_a_clear_error(tmp_path):
+  mgr = checkpoint.manager(str(tmp_path))
+  checkpoint.save(mgr, 1, {"params": np.zeros(3), "opt": {"mu": np.ones((5, 2))}}, {})
+  mgr.wait_until_finished()
+  with pytest.raises(ValueError, match=r"checkpoint .*/1 does not match this version's training"):
+    checkpoint.restore(
+      checkpoint.manager(str(tmp_path)), {"params": np.zeros(3), "opt": np.ones(10)}
+    )
