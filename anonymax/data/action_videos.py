@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from anonymax.data import imaging
+from anonymax.data.builder import ArrayRecordBuilder
 from anonymax.data.pipeline import Split
 from anonymax.data.synthetic import ACTION_PROMPT
 from anonymax.metrics import normalize_class_name
@@ -194,19 +195,63 @@ class ActionVideoConfig(tfds.core.BuilderConfig):
   num_examples: int = 0
 
 
-class ActionVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+def new_config(
+  description: str,
+  *,
+  split: str,
+  split_number: int | None,
+  clip_length: int,
+  image_size: int,
+  num_examples: int | None,
+  suffix: str = "",
+  config_class: type[ActionVideoConfig] = ActionVideoConfig,
+  **extra,
+) -> ActionVideoConfig:
+  """A validated `config_class` whose name encodes every option (`config_name` + `suffix`).
+
+  `split_number` None is a dataset with a single division (stored as 0); `extra` are the
+  subclass's own fields, validated by the caller.
+  """
+  check_options(
+    split=split,
+    split_number=split_number,
+    clip_length=clip_length,
+    image_size=image_size,
+    num_examples=num_examples,
+  )
+  n, number = int(num_examples or 0), int(split_number or 0)
+  return config_class(
+    name=config_name(split, number, clip_length, image_size, n, suffix),
+    description=description,
+    split=split,
+    split_number=number,
+    clip_length=int(clip_length),
+    image_size=int(image_size),
+    num_examples=n,
+    **extra,
+  )
+
+
+def registered(
+  configs: Sequence[ActionVideoConfig], config: ActionVideoConfig
+) -> ActionVideoConfig:
+  """The registered config named like `config` if there is one (TFDS matches by identity), else it."""
+  return next((c for c in configs if c.name == config.name), config)
+
+
+def require_videos(videos: Sequence[Video], where: str, what: str, hint: str) -> None:
+  """Raises "<where>: <n> <what> not found, e.g. <path> (<hint>)" if any video file is missing."""
+  missing = [v.path for v in videos if not os.path.isfile(v.path)]
+  if missing:
+    raise ValueError(f"{where}: {len(missing)} {what} not found, e.g. {missing[0]} ({hint})")
+
+
+class ActionVideoBuilder(ArrayRecordBuilder, skip_registration=True):
   """Base of the video builders: subclasses set `CLASSES`, `LAYOUT`, `MANUAL_DOWNLOAD_INSTRUCTIONS`
   and implement `list_videos` (and `extra_features`/`extra_values` for more features)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   CLASSES: tuple[str, ...] = ()
   LAYOUT = ""  # one line: what goes where in the manual directory
-
-  def __init__(self, **kwargs):
-    # Random access without TensorFlow needs array_record files.
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
 
   def list_videos(self, root: str) -> list[Video]:
     """The videos of this config's split, in dataset order, checked to exist under `root`."""

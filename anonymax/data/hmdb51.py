@@ -91,12 +91,12 @@ def list_videos(
       if fields[1] == SPLIT_IDS[split] and fields[0] not in exclude:
         video_path = os.path.join(root, VIDEOS_DIR, name, fields[0])
         videos.append(Video(f"{name}/{fields[0]}", video_path, label))
-  missing = [v.path for v in videos if not os.path.isfile(v.path)]
-  if missing:
-    raise ValueError(
-      f"hmdb51: {len(missing)} video(s) of the split files not found, e.g. {missing[0]} (unpack "
-      f"hmdb51_org.rar and each <class>.rar in it into {os.path.join(root, VIDEOS_DIR)})"
-    )
+  action_videos.require_videos(
+    videos,
+    "hmdb51",
+    "video(s) of the split files",
+    f"unpack hmdb51_org.rar and each <class>.rar in it into {os.path.join(root, VIDEOS_DIR)}",
+  )
   return videos
 
 
@@ -110,26 +110,18 @@ class Hmdb51Config(ActionVideoConfig):
 def _new_config(
   split, split_number, clip_length, image_size, num_examples, exclude_pa_hmdb51
 ) -> Hmdb51Config:
-  action_videos.check_options(
+  if not isinstance(exclude_pa_hmdb51, bool):
+    raise ValueError(f"exclude_pa_hmdb51={exclude_pa_hmdb51!r}: must be True or False")
+  return action_videos.new_config(
+    f"HMDB51 {split} set of split {split_number}, {clip_length} frames, {image_size}px"
+    + (", without the PA-HMDB51 videos" if exclude_pa_hmdb51 else ""),
     split=split,
     split_number=split_number,
     clip_length=clip_length,
     image_size=image_size,
     num_examples=num_examples,
-  )
-  if not isinstance(exclude_pa_hmdb51, bool):
-    raise ValueError(f"exclude_pa_hmdb51={exclude_pa_hmdb51!r}: must be True or False")
-  n = int(num_examples or 0)
-  suffix = "nopa" if exclude_pa_hmdb51 else ""
-  return Hmdb51Config(
-    name=action_videos.config_name(split, split_number, clip_length, image_size, n, suffix),
-    description=f"HMDB51 {split} set of split {split_number}, {clip_length} frames, {image_size}px"
-    + (", without the PA-HMDB51 videos" if exclude_pa_hmdb51 else ""),
-    split=split,
-    split_number=int(split_number),
-    clip_length=int(clip_length),
-    image_size=int(image_size),
-    num_examples=n,
+    suffix="nopa" if exclude_pa_hmdb51 else "",
+    config_class=Hmdb51Config,
     exclude_pa_hmdb51=exclude_pa_hmdb51,
   )
 
@@ -149,7 +141,7 @@ def make_config(
 ) -> Hmdb51Config:
   """A validated config named e.g. ``train_split1_clips8_s112[_nopa]`` (registered instance if any)."""
   cfg = _new_config(split, split_number, clip_length, image_size, num_examples, exclude_pa_hmdb51)
-  return next((c for c in _DEFAULT_CONFIGS if c.name == cfg.name), cfg)
+  return action_videos.registered(_DEFAULT_CONFIGS, cfg)
 
 
 class AnonymaxHmdb51(ActionVideoBuilder):

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from anonymax.data import imaging
+from anonymax.data.builder import ArrayRecordBuilder
 from anonymax.data.pipeline import Split, read_records, text
 from anonymax.oracles.base import Query
 
@@ -259,7 +260,7 @@ def make_config(*, image_size: int = 224, categories: tuple[str, ...] = ()) -> O
   return next((c for c in _DEFAULT_CONFIGS if c.name == cfg.name), cfg)
 
 
-class AnonymaxOkvqa(tfds.core.GeneratorBasedBuilder):
+class AnonymaxOkvqa(ArrayRecordBuilder):
   """TFDS builder of OK-VQA (``anonymax_okvqa``) from the manual dir, stored as array_record.
 
   Images are uint8 S×S tensors stored as raw bytes and strings are object tensors, so building and
@@ -278,11 +279,6 @@ class AnonymaxOkvqa(tfds.core.GeneratorBasedBuilder):
     mscoco_train2014_annotations.json, mscoco_val2014_annotations.json,
     train2014/COCO_train2014_*.jpg, val2014/COCO_val2014_*.jpg
   """
-
-  def __init__(self, **kwargs):
-    # Random access without TensorFlow needs array_record files.
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size

@@ -143,28 +143,23 @@ def list_videos(root: str) -> list[Video]:
     Video(name, os.path.join(root, hmdb51.VIDEOS_DIR, *name.split("/")), label, spans)
     for name, (label, spans) in read_annotations(root).items()
   ]
-  missing = [v.path for v in videos if not os.path.isfile(v.path)]
-  if missing:
-    raise ValueError(
-      f"pa_hmdb51: {len(missing)} annotated video(s) not found, e.g. {missing[0]} (the HMDB51 "
-      f"videos go to {os.path.join(root, hmdb51.VIDEOS_DIR)}, see anonymax.data.hmdb51)"
-    )
+  action_videos.require_videos(
+    videos,
+    "pa_hmdb51",
+    "annotated video(s)",
+    f"the HMDB51 videos go to {os.path.join(root, hmdb51.VIDEOS_DIR)}, see anonymax.data.hmdb51",
+  )
   return videos
 
 
 def _new_config(clip_length, image_size, num_examples) -> ActionVideoConfig:
-  action_videos.check_options(
-    split="test", clip_length=clip_length, image_size=image_size, num_examples=num_examples
-  )
-  n = int(num_examples or 0)
-  return ActionVideoConfig(
-    name=action_videos.config_name("test", 0, clip_length, image_size, n),
-    description=f"PA-HMDB51, {clip_length} frames, {image_size}px",
+  return action_videos.new_config(
+    f"PA-HMDB51, {clip_length} frames, {image_size}px",
     split="test",
-    split_number=0,
-    clip_length=int(clip_length),
-    image_size=int(image_size),
-    num_examples=n,
+    split_number=None,
+    clip_length=clip_length,
+    image_size=image_size,
+    num_examples=num_examples,
   )
 
 
@@ -177,7 +172,7 @@ def make_config(
 ) -> ActionVideoConfig:
   """A validated config named e.g. ``test_clips8_s112`` (the registered instance if any)."""
   cfg = _new_config(clip_length, image_size, num_examples)
-  return next((c for c in _DEFAULT_CONFIGS if c.name == cfg.name), cfg)
+  return action_videos.registered(_DEFAULT_CONFIGS, cfg)
 
 
 class AnonymaxPaHmdb51(ActionVideoBuilder):

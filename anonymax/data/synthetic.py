@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from anonymax.data import synthetic_scenes as scenes
+from anonymax.data.builder import ArrayRecordBuilder
 from anonymax.data.synthetic_scenes import ACTIONS, OBJECT_COLORS, SHAPES
 
 __all__ = [
@@ -304,7 +305,7 @@ def make_config(
   return next((c for c in _DEFAULT_CONFIGS if c.name == cfg.name), cfg)
 
 
-class AnonymaxSynthetic(tfds.core.GeneratorBasedBuilder):
+class AnonymaxSynthetic(ArrayRecordBuilder):
   """TFDS builder of the synthetic benchmark (``anonymax_synthetic``), stored as array_record.
 
   Pixels are uint8 tensors stored as raw bytes (array_record compresses its chunks; zlib per
@@ -315,14 +316,7 @@ class AnonymaxSynthetic(tfds.core.GeneratorBasedBuilder):
   and a config with num_test=0 (or num_train=0) holds only the other split.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = list(_DEFAULT_CONFIGS)
-
-  def __init__(self, **kwargs):
-    # Random access without TensorFlow needs array_record files.
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config

@@ -107,32 +107,20 @@ def list_videos(root: str, split: str, split_number: int) -> list[Video]:
         f"{list_path}:{lineno}: class id {fields[1]} disagrees with folder {folder} (id {label + 1})"
       )
     videos.append(Video(fields[0], os.path.join(root, VIDEOS_DIR, *fields[0].split("/")), label))
-  missing = [v.path for v in videos if not os.path.isfile(v.path)]
-  if missing:
-    raise ValueError(
-      f"{list_path}: {len(missing)} listed video(s) not found, e.g. {missing[0]} (unpack UCF101.rar "
-      f"into {root})"
-    )
+  action_videos.require_videos(
+    videos, list_path, "listed video(s)", f"unpack UCF101.rar into {root}"
+  )
   return videos
 
 
 def _new_config(split, split_number, clip_length, image_size, num_examples) -> ActionVideoConfig:
-  action_videos.check_options(
+  return action_videos.new_config(
+    f"UCF101 {split} list of split {split_number}, {clip_length} frames, {image_size}px",
     split=split,
     split_number=split_number,
     clip_length=clip_length,
     image_size=image_size,
     num_examples=num_examples,
-  )
-  n = int(num_examples or 0)
-  return ActionVideoConfig(
-    name=action_videos.config_name(split, split_number, clip_length, image_size, n),
-    description=f"UCF101 {split} list of split {split_number}, {clip_length} frames, {image_size}px",
-    split=split,
-    split_number=int(split_number),
-    clip_length=int(clip_length),
-    image_size=int(image_size),
-    num_examples=n,
   )
 
 
@@ -150,7 +138,7 @@ def make_config(
 ) -> ActionVideoConfig:
   """A validated config named e.g. ``test_split1_clips8_s112`` (the registered instance if any)."""
   cfg = _new_config(split, split_number, clip_length, image_size, num_examples)
-  return next((c for c in _DEFAULT_CONFIGS if c.name == cfg.name), cfg)
+  return action_videos.registered(_DEFAULT_CONFIGS, cfg)
 
 
 class AnonymaxUcf101(ActionVideoBuilder):

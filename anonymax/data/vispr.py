@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from anonymax.data import imaging, pipeline
+from anonymax.data.builder import ArrayRecordBuilder
 from anonymax.oracles.base import Query
 
 __all__ = [
@@ -285,22 +286,15 @@ def make_config(*, image_size: int = 224, attributes: str = "paper") -> VisprCon
   return next((c for c in _DEFAULT_CONFIGS if c.name == cfg.name), cfg)
 
 
-class Vispr(tfds.core.GeneratorBasedBuilder):
+class Vispr(ArrayRecordBuilder):
   """TFDS builder of VISPR's privacy labels (``vispr``), stored as array_record.
 
   Features: ``"image"`` uint8 [S, S, 3] (raw bytes, as in the synthetic builder), ``"privacy"``
   float32 [P] multi-hot in ``ATTRIBUTE_SETS[attributes]`` order, ``"id"`` the VISPR image id.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = list(_DEFAULT_CONFIGS)
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-
-  def __init__(self, **kwargs):
-    # Random access without TensorFlow needs array_record files.
-    kwargs.setdefault("file_format", "array_record")
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config

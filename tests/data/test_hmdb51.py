@@ -58,11 +58,6 @@ def manual(tmp_path_factory):
   return root
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def load(manual, data_dir, split, **kw):
   kw = {"clip_length": T, "image_size": S, **kw}
   return hmdb51.load_split(split, data_dir=data_dir, manual_dir=manual, **kw)

@@ -99,11 +99,6 @@ def manual_dir(tmp_path_factory) -> pathlib.Path:
   return root
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> str:
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 @pytest.fixture
 def broken(manual_dir, tmp_path) -> pathlib.Path:
   """A private copy of the manual dir to damage."""

@@ -14,11 +14,6 @@ from anonymax.oracles.base import Query
 SMALL = {"image_size": 32, "num_train": 6, "num_test": 4, "seed": 3}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
-
-
 def test_tfds_round_trip_images_equals_generate_without_tensorflow(data_dir):
   train = pipeline.load_split("synthetic", "train", data_dir=data_dir, **SMALL)
   test = pipeline.load_split("synthetic", "test", data_dir=data_dir, **SMALL)
