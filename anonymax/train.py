@@ -114,7 +114,7 @@ def unflatten_parameters(vector: jax.Array, layout) -> Any:
   """The inverse of `flat_parameters` for a tree of `parameter_layout` `layout`."""
   treedef, specs = layout
   sizes = [math.prod(shape) for shape, _ in specs]
-  parts = jnp.split(vector, np.cumsum(sizes)[:-1].tolist()) if len(sizes) > 1 else [vector]
+  parts = jnp.split(vector, np.cumsum(sizes)[:-1].tolist())
   leaves = [p.reshape(shape).astype(dtype) for p, (shape, dtype) in zip(parts, specs)]
   return jax.tree.unflatten(treedef, leaves)
 
