@@ -16,6 +16,7 @@ The host loop logs, checkpoints (orbax) and resumes; the data position is the st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -51,6 +52,10 @@ class TrainState:
   rng: jax.Array  # uint32 [2] key data; step keys are fold_in(rng, step)
   oracle_samples: jax.Array  # int32 [] — samples sent to the oracle so far
   skipped: jax.Array  # int32 [] — samples the oracle could not score (skipped)
+
+
+# The fields `TrainStep.combine` updates; the reviewer's are updated by `privacy`.
+UPDATED_FIELDS = ("step", "params", "opt_state", "oracle_samples", "skipped")
 
 
 def build_models(config):
@@ -165,40 +170,61 @@ class TrainStep:
     answer, run on the devices while the oracle answers (steps 3 and 5); then `draw_next`
     draws Δ_{k+1}, a function of the key and k + 1 alone;
   * `combine`: ĝ_k from the answers (`OracleBridge.receive`), then critical history →
-    scalarization → −a_k, applied to the state (step 4; the state is donated), and c_{k+1}.
+    scalarization → −a_k, applied to the state (step 4; the state's fields are donated), and
+    c_{k+1}. Given the next step's utility visuals (`next_visuals`), `combine_perturb` does the
+    same and then the next step's `perturb`, in one program.
   `prepare` computes Δ_k and c_k itself when no prepared ones match the state (the first step,
-  a restored or otherwise replaced state).
+  a restored or otherwise replaced state), and `perturb` runs on its own when no anonymizations
+  were prepared for the state and these visuals.
 
-  The serial path, which no oracle latency can hide, is `combine` then the next `perturb` and
-  `send`, programs holding only that work. `send` is apart from `perturb` and takes two arrays:
-  its callback makes every call take JAX's Python dispatch path, whose cost grows with the
-  number of arguments, and the effect-free `perturb` is dispatched at once and already runs
-  while that path is taken.
+  The serial path, which no oracle latency can hide, is `combine`, the next `perturb` and
+  `send`. `combine_perturb` makes the first two one program: one dispatch instead of two, no
+  idle gap between them, and the host's work between steps (the loop's logging, the next call)
+  runs while the device computes. `send` stays apart and takes two arrays: its callback makes
+  every call take JAX's Python dispatch path, whose cost grows with the number of arguments,
+  and that path is taken while the perturbed anonymizations are being computed.
 
   No device waits for the oracle: a callback that did would hold a GPU's stream, and on several
-  devices the others' collectives, for the oracle's whole latency. The parts never run at the same time
-  either (`privacy` starts once `send` is done), so multi-device programs cannot interleave their
-  collectives. Every part is a function of the step-k state, so a step is deterministic and a
-  resumed run repeats it exactly.
+  devices the others' collectives, for the oracle's whole latency. The parts never run at the
+  same time either (`privacy` starts once `send` is done), so multi-device programs cannot
+  interleave their collectives. Every part is a function of the step-k state (and the batches),
+  so a step is deterministic and a resumed run repeats it exactly: the anonymizations
+  `combine_perturb` prepares equal those `perturb` computes (tested).
   """
 
-  def __init__(self, prepare, perturb, send, privacy, draw_next, combine, bridge: OracleBridge):
+  def __init__(
+    self,
+    prepare,
+    perturb,
+    send,
+    privacy,
+    draw_next,
+    combine,
+    combine_perturb,
+    bridge: OracleBridge,
+  ):
     self.prepare, self.perturb, self.send, self.privacy = prepare, perturb, send, privacy
-    self.draw_next, self.combine = draw_next, combine
+    self.draw_next, self.combine, self.combine_perturb = draw_next, combine, combine_perturb
     self.bridge = bridge
-    self._prepared = None  # (state fields it was made from, (Δ_k [q, D], c_k))
+    self._prepared: Prepared | None = None
     self._layout = None  # θ's `parameter_layout`, the same for every step
 
   @staticmethod
   def _key(state: TrainState):
     return (state.params, state.opt_state, state.rng, state.step)
 
+  def _prepared_for(self, state: TrainState) -> Prepared | None:
+    """What the previous step prepared, if it was prepared for this very state."""
+    p = self._prepared
+    if p is not None and all(a is b for a, b in zip(p.key, self._key(state))):
+      return p
+    return None
+
   def _inputs(self, state: TrainState):
     """(Δ_k [q, D], c_k): prepared by the previous step, or computed now."""
-    if self._prepared is not None:
-      key, inputs = self._prepared
-      if all(a is b for a, b in zip(key, self._key(state))):
-        return inputs
+    p = self._prepared_for(state)
+    if p is not None:
+      return p.deltas, p.c
     return self.prepare(state.params, state.opt_state, state.rng, state.step)
 
   def start(self, state: TrainState, u_visuals, u_ids):
@@ -210,34 +236,88 @@ class TrainStep:
     deltas, c_k = self._inputs(state)
     if self._layout is None:
       self._layout = parameter_layout(state.params)
-    anonymized = self.perturb(state.params, deltas, c_k, u_visuals, self._layout)
+    p = self._prepared_for(state)
+    if p is not None and p.anonymized is not None and p.visuals is u_visuals:
+      anonymized = p.anonymized
+    else:
+      anonymized = self.perturb(state.params, deltas, c_k, u_visuals, self._layout)
     # Done = the oracle call is under way; the perturbed anonymizations had the devices (on a
     # CPU: the cores) to themselves.
     jax.block_until_ready(self.send(anonymized, u_ids))
     return deltas, c_k
 
-  def __call__(self, state: TrainState, u_visuals, u_ids, p_visuals, p_labels):
+  def __call__(
+    self, state: TrainState, u_visuals, u_ids, p_visuals, p_labels, *, next_visuals=None
+  ):
+    """Step k: returns (state k + 1, metrics).
+
+    Args:
+      state: the step-k state; its updated fields are donated.
+      u_visuals, u_ids: the utility batch (uint8 visuals, example ids).
+      p_visuals, p_labels: the privacy batch (uint8 visuals, attribute labels).
+      next_visuals: optionally the utility visuals of step k + 1. Their perturbed
+        anonymizations are then computed with the update, and the next call uses them if it gets
+        the returned state and this same array object (it must not be modified in between).
+    """
     deltas, c_k = self.start(state, u_visuals, u_ids)
     l_privacy, h, reviewer_vars, reviewer_opt_state, bce = self.privacy(
       state.params, state.reviewer_vars, state.reviewer_opt_state, p_visuals, p_labels
     )
     next_deltas = self.draw_next(state.params, state.rng, state.step)
     answers = self.bridge.receive()
-    new_state, metrics, next_c = self.combine(state, deltas, c_k, answers, l_privacy, h, bce)
-    # The reviewer's new state goes in on the host: passed through `combine` it would be copied.
-    new_state = new_state.replace(
-      reviewer_vars=reviewer_vars, reviewer_opt_state=reviewer_opt_state
+    # `combine` takes and returns only the fields it changes: every array passed to a jitted call
+    # costs dispatch time, and this call is on the serial path. The reviewer's new state goes in
+    # on the host.
+    fields = {f: getattr(state, f) for f in UPDATED_FIELDS}
+    args = (fields, deltas, c_k, answers, l_privacy, h, bce)
+    if next_visuals is None:
+      updated, metrics, next_c = self.combine(*args)
+      next_anonymized = None
+    else:
+      updated, metrics, next_c, next_anonymized = self.combine_perturb(
+        *args, next_deltas, next_visuals, self._layout
+      )
+    new_state = state.replace(
+      **updated, reviewer_vars=reviewer_vars, reviewer_opt_state=reviewer_opt_state
     )
-    self._prepared = (self._key(new_state), (next_deltas, next_c))
+    self._prepared = Prepared(
+      self._key(new_state), next_deltas, next_c, next_visuals, next_anonymized
+    )
     return new_state, metrics
 
   @property
   def parts(self):
-    return (self.prepare, self.perturb, self.send, self.privacy, self.draw_next, self.combine)
+    return (
+      self.prepare,
+      self.perturb,
+      self.send,
+      self.privacy,
+      self.draw_next,
+      self.combine,
+      self.combine_perturb,
+    )
 
   def _cache_size(self) -> int:
     """Compilations of the most-compiled part (1 after any number of same-shaped steps)."""
     return max(f._cache_size() for f in self.parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """What a step prepares for the next: Δ_{k+1}, c_{k+1} and maybe its anonymizations.
+
+  Attributes:
+    key: the fields of the state it was prepared for (compared by identity).
+    deltas, c: Δ_{k+1} [q, D] and c_{k+1}.
+    visuals: the utility visuals of step k + 1 that `anonymized` was computed from, or None.
+    anonymized: their 2q perturbed anonymizations under θ_{k+1} ± c_{k+1} Δ_{k+1}, or None.
+  """
+
+  key: tuple
+  deltas: Any
+  c: Any
+  visuals: Any = None
+  anonymized: Any = None
 
 
 def make_train_step(
@@ -328,7 +408,7 @@ def make_train_step(
     # SPSA estimates carry a norm about √D times that of the gradient they estimate, so the exact
     # privacy gradient is rescaled to a comparable size before the two are combined (config;
     # 1.0 is the paper's Eq. 11 unchanged). The selection i* still uses the raw losses.
-    h = jax.tree.map(lambda g: g * privacy_scale, h)
+    h = flat_parameters(h) * privacy_scale  # flat, as `combine` takes it
 
     # 5. Reviewer: one BCE step on f_A(x; θ_k) (adversarial alternation).
     anonymized_p = jax.lax.stop_gradient(anonymize(params, x_p))
@@ -350,27 +430,36 @@ def make_train_step(
       new_reviewer_vars["batch_stats"] = stats
     return l_privacy, h, new_reviewer_vars, new_rev_opt_state, bce
 
-  def combine(state: TrainState, deltas, c_k, answers, l_privacy, h, bce):
+  def combine(fields, deltas, c_k, answers, l_privacy, h, bce):
+    """The `UPDATED_FIELDS` of the step-k state → those of step k + 1, the metrics and c_{k+1}."""
     g_hat, l_mllm, any_usable, pairs_scored, n_sent, n_scored = estimate_part(deltas, c_k, *answers)
     # 4. Critical history → scalarization → −a_k (anonymax.optim), on flat vectors (see
-    #    `flat_parameters`). A step whose oracle call returned nothing usable leaves the
-    #    anonymizer and its optimizer unchanged.
-    params, unflatten_params = ravel_pytree(state.params)
-    h = flat_parameters(h)
-    updates, new_opt_state = optimizer.update(
-      g_hat, h, state.opt_state, params, losses=(l_mllm, l_privacy)
+    #    `flat_parameters`; `privacy` returns h flat). A step whose oracle call returned nothing
+    #    usable leaves the anonymizer and its optimizer unchanged.
+    params, unflatten_params = ravel_pytree(fields["params"])
+
+    def update(params, opt_state):
+      updates, new_opt_state = optimizer.update(
+        g_hat, h, opt_state, params, losses=(l_mllm, l_privacy)
+      )
+      return optax.apply_updates(params, updates), new_opt_state, updates
+
+    def keep(params, opt_state):
+      return params, opt_state, jnp.zeros_like(params)
+
+    # A conditional, not a select: its results are whole arrays. Left to itself, XLA fuses the
+    # update's elementwise chain into whatever reads θ_{k+1} (in `combine_perturb`, every
+    # GroupNorm scale of the next perturbed passes) and recomputes it per activation element;
+    # an optimization barrier does not stop that on XLA:CPU, which expands barriers before fusing.
+    new_params, new_opt_state, updates = jax.lax.cond(
+      any_usable, update, keep, params, fields["opt_state"]
     )
-    updates = jnp.where(any_usable, updates, jnp.zeros_like(updates))
-    new_opt_state = jax.tree.map(
-      lambda new, old: jnp.where(any_usable, new, old), new_opt_state, state.opt_state
-    )
-    new_params = optax.apply_updates(params, updates)
-    new_state = state.replace(
-      step=state.step + 1,
+    new_fields = dict(
+      step=fields["step"] + 1,
       params=unflatten_params(new_params),
       opt_state=new_opt_state,
-      oracle_samples=state.oracle_samples + n_sent,
-      skipped=state.skipped + (n_sent - n_scored),
+      oracle_samples=fields["oracle_samples"] + n_sent,
+      skipped=fields["skipped"] + (n_sent - n_scored),
     )
     metrics = {
       "l_mllm": l_mllm,
@@ -384,7 +473,17 @@ def make_train_step(
       "indicator": new_opt_state.indicator,
       "selected": new_opt_state.selected,
     }
-    return new_state, metrics, optimizer.perturbation_scale(new_opt_state)  # and c_{k+1}
+    return new_fields, metrics, optimizer.perturbation_scale(new_opt_state)  # and c_{k+1}
+
+  def combine_perturb(
+    fields, deltas, c_k, answers, l_privacy, h, bce, next_deltas, visuals, layout
+  ):
+    """`combine`, then `perturb` for step k + 1 on `visuals` (its utility batch)."""
+    new_fields, metrics, next_c = combine(fields, deltas, c_k, answers, l_privacy, h, bce)
+    # θ_{k+1} comes out of `combine`'s conditional as whole arrays, so the passes below read the
+    # same values as `perturb` on its own would (a resumed run's first step runs that).
+    anonymized = perturb_part(new_fields["params"], next_deltas, next_c, visuals, layout)
+    return new_fields, metrics, next_c, anonymized
 
   return TrainStep(
     prepare=jax.jit(prepare_part),
@@ -393,6 +492,7 @@ def make_train_step(
     privacy=jax.jit(privacy_part),
     draw_next=jax.jit(lambda params, rng, step: draw_part(params, rng, step + 1)),
     combine=jax.jit(combine, donate_argnums=(0,)),
+    combine_perturb=jax.jit(combine_perturb, donate_argnums=(0,), static_argnums=9),
     bridge=bridge,
   )
 
@@ -558,25 +658,37 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   first = int(state.step)
   bar = tqdm(total=total, initial=first, desc="train", dynamic_ncols=True, disable=None)
   t_start = time.perf_counter()
+
+  def batch_at(step):
+    """(utility visuals, their example ids, privacy visuals, their labels) of a step."""
+    u_idx = pipeline.batch_indices(
+      step, num_examples=num_train, batch_size=config.batch_size, seed=config.seed
+    )
+    p_idx = pipeline.batch_indices(
+      step, num_examples=num_privacy, batch_size=config.privacy_batch_size, seed=config.seed + 1
+    )
+    batch = (
+      train_split.visuals[u_idx],
+      u_idx.astype(np.int32),
+      privacy_split.visuals[p_idx],
+      privacy_split.privacy[p_idx],
+    )
+    if mesh is not None:
+      batch = jax.device_put(batch, parallel.batch_sharded(mesh))
+    return batch
+
   try:
+    batch = batch_at(first) if first < total else None
     for step in range(first, total):
       if config.reviewer.restart_every and step > 0 and step % config.reviewer.restart_every == 0:
         state = restart(state)
-      u_idx = pipeline.batch_indices(
-        step, num_examples=num_train, batch_size=config.batch_size, seed=config.seed
+      # The next batch goes in too: the step computes its perturbed anonymizations along with
+      # the update (`TrainStep`), and the next call uses them.
+      next_batch = batch_at(step + 1) if step + 1 < total else None
+      state, metrics = train_step(
+        state, *batch, next_visuals=None if next_batch is None else next_batch[0]
       )
-      p_idx = pipeline.batch_indices(
-        step, num_examples=num_privacy, batch_size=config.privacy_batch_size, seed=config.seed + 1
-      )
-      batch = (
-        train_split.visuals[u_idx],
-        u_idx.astype(np.int32),
-        privacy_split.visuals[p_idx],
-        privacy_split.privacy[p_idx],
-      )
-      if mesh is not None:
-        batch = jax.device_put(batch, parallel.batch_sharded(mesh))
-      state, metrics = train_step(state, *batch)
+      batch = next_batch
       done = step + 1
       bar.update(1)
       if done % config.log_every == 0 or done == total:

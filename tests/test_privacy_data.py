@@ -49,10 +49,10 @@ def test_privacy_batches_and_the_judge_use_the_privacy_dataset(tmp_path, monkeyp
   def spying_make_train_step(*args, **kwargs):
     step = make_step(*args, **kwargs)
 
-    def spy(state, u_visuals, u_ids, p_visuals, p_labels):
+    def spy(state, u_visuals, u_ids, p_visuals, p_labels, **kwargs):
       seen["u"].append(np.array(u_visuals))
       seen["p"].append((np.array(p_visuals), np.array(p_labels)))
-      return step(state, u_visuals, u_ids, p_visuals, p_labels)
+      return step(state, u_visuals, u_ids, p_visuals, p_labels, **kwargs)
 
     spy._cache_size = step._cache_size
     return spy

@@ -141,10 +141,13 @@ def _batch(split, config, step):
 def test_train_step_compiles_once(shared_dirs):
   config = smoke_config(shared_dirs)
   split, state, step_fn = _pieces(config, SpyOracle())
-  for k in range(3):
-    state, metrics = step_fn(state, *_batch(split, config, k))
-  assert int(state.step) == 3
+  batches = [_batch(split, config, k) for k in range(5)]
+  for k in range(4):  # as the training loop runs it: the last step without a next batch
+    next_visuals = batches[k + 1][0] if k < 3 else None
+    state, metrics = step_fn(state, *batches[k], next_visuals=next_visuals)
+  assert int(state.step) == 4
   assert step_fn._cache_size() == 1
+  assert all(f._cache_size() == 1 for f in step_fn.parts)  # every part ran, and compiled once
 
 
 def test_failed_samples_are_skipped_and_counted(shared_dirs):
@@ -225,7 +228,7 @@ def test_perturbations_drawn_ahead_are_those_of_the_next_step(shared_dirs):
   split, state, step_fn = _pieces(config, SpyOracle())
   state, _ = step_fn(state, *_batch(split, config, 0))
   # Δ_1 and c_1 were prepared during step 0's oracle wait; they equal a fresh draw for step 1.
-  key, (ahead, c_ahead) = step_fn._prepared
+  ahead, c_ahead = step_fn._prepared.deltas, step_fn._prepared.c
   fresh, c_fresh = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
   np.testing.assert_array_equal(ahead, fresh)
   assert float(c_ahead) == float(c_fresh) and step_fn._inputs(state)[0] is ahead
@@ -236,3 +239,34 @@ def test_perturbations_drawn_ahead_are_those_of_the_next_step(shared_dirs):
   copy = jax.tree.map(jnp.copy, state)
   assert step_fn._inputs(copy)[0] is not ahead
   np.testing.assert_array_equal(step_fn._inputs(copy)[0], ahead)
+
+
+def test_anonymizations_prepared_with_the_update_are_those_perturb_computes(shared_dirs):
+  """Given the next batch, a step computes its perturbed anonymizations with the update; they
+  equal `perturb` on its own (bit for bit: a resumed run's first step runs that), the next step
+  sends them, and other visuals or another state get their own."""
+  config = smoke_config(shared_dirs)
+  spy = SpyOracle()
+  split, state, step_fn = _pieces(config, spy)
+  batches = [_batch(split, config, k) for k in range(3)]
+  calls = []
+  perturb = step_fn.perturb
+  step_fn.perturb = lambda *args: calls.append(args[3]) or perturb(*args)
+  state, _ = step_fn(state, *batches[0], next_visuals=batches[1][0])
+  assert len(calls) == 1  # step 0 had nothing prepared
+  prepared = step_fn._prepared
+  deltas, c = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
+  alone = perturb(state.params, deltas, c, batches[1][0], train.parameter_layout(state.params))
+  np.testing.assert_array_equal(np.asarray(prepared.anonymized), np.asarray(alone))
+  # Step 1 sends the prepared anonymizations without running `perturb`.
+  state_1 = jax.device_get(state)
+  state, _ = step_fn(state, *batches[1], next_visuals=batches[2][0])
+  assert len(calls) == 1
+  want = np.clip(np.rint(np.asarray(alone, np.float64) * 255), 0, 255)
+  np.testing.assert_array_equal(spy.received[-1], want.astype(np.uint8))
+  # Visuals other than those prepared for (here: a copy of step 2's) run `perturb` afresh, and
+  # so does a state other than the one returned.
+  state, _ = step_fn(state, np.array(batches[2][0]), *batches[2][1:])
+  assert len(calls) == 2
+  step_fn(jax.device_put(state_1), *batches[1])
+  assert len(calls) == 3
