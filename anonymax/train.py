@@ -221,11 +221,14 @@ class TrainStep:
     return None
 
   def _inputs(self, state: TrainState):
-    """(Δ_k [q, D], c_k): prepared by the previous step, or computed now."""
+    """(Δ_k [q, D], c_k, what the previous step prepared for this state or None).
+
+    Δ_k and c_k come from what was prepared, or are computed now.
+    """
     p = self._prepared_for(state)
     if p is not None:
-      return p.deltas, p.c
-    return self.prepare(state.params, state.opt_state, state.rng, state.step)
+      return p.deltas, p.c, p
+    return (*self.prepare(state.params, state.opt_state, state.rng, state.step), None)
 
   def start(self, state: TrainState, u_visuals, u_ids):
     """Starts the step's oracle call; it is under way on return.
@@ -233,10 +236,9 @@ class TrainStep:
     Returns:
       (Δ_k, c_k), which `combine` needs.
     """
-    deltas, c_k = self._inputs(state)
+    deltas, c_k, p = self._inputs(state)
     if self._layout is None:
       self._layout = parameter_layout(state.params)
-    p = self._prepared_for(state)
     if p is not None and p.anonymized is not None and p.visuals is u_visuals:
       anonymized = p.anonymized
     else:
