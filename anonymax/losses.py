@@ -1,13 +1,12 @@
-"""Losses: L_Privacy on the privacy reviewer's logits, the reviewer's own BCE, utility losses.
+"""Losses: L_Privacy on the privacy reviewer's logits and the reviewer's own BCE (JAX).
 
 L_Privacy (white box, differentiated through f_P ∘ f_A) is computed here with jnp and is jit-able;
 the `kind` argument is a Python string and must be static under `jax.jit`
 (``jax.jit(privacy_loss, static_argnames="kind")``). The reviewer f_P is a multi-label classifier:
 P sigmoid outputs, one per privacy attribute.
 
-The utility losses L_MLLM come from the black box and are computed on the host (numpy/Python,
-inside the oracle, which must not call JAX): `vqa_loss`, `answer_nll`, `choice_nll`. They match the
-oracle loss names ``"vqa"``, ``"nll"`` and ``"choice"`` of `anonymax.oracles.base`.
+The utility losses L_MLLM come from the black box and are computed on the host, inside the
+oracle, which must not call JAX: they live in `anonymax.utility_losses`.
 
 The ideal point z* of the Tchebycheff scalarization needs each loss's minimum: `privacy_ideal`
 gives it for L_Privacy. For the utility losses it is 0 (`UTILITY_IDEAL`).
@@ -23,10 +22,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-
-from anonymax import metrics
 
 PRIVACY_LOSSES = ("neg_entropy", "bce_to_half", "neg_bce")
 
@@ -34,7 +30,7 @@ PRIVACY_LOSSES = ("neg_entropy", "bce_to_half", "neg_bce")
 # gives the true attribute value a probability of 1 %; fooling it further earns nothing.
 DEFAULT_MAX_BCE = math.log(100.0)
 
-# Minimum of every utility loss here (1 − accuracy, NLL, −log p): 0.
+# Minimum of every utility loss of `anonymax.utility_losses` (1 − accuracy, NLL, −log p): 0.
 UTILITY_IDEAL = 0.0
 
 _LOG2 = math.log(2.0)
@@ -188,96 +184,3 @@ def reviewer_bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
   labels = jnp.asarray(labels)
   _check_same_shape(logits, labels)
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype)))
-
-
-# --- Utility losses L_MLLM (host side: numpy / Python, called inside oracles) ---------------------
-
-
-def vqa_loss(prediction: str, answers: list[str]) -> float:
-  """The "vqa" utility loss of one generated answer: 1 − VQA accuracy.
-
-  L = 1 − acc(â, {a_i}) with acc the official VQA accuracy (`anonymax.metrics.vqa_accuracy`).
-  Python-level (text in, float out); in [0, 1], ideal 0.
-
-  Raises:
-    ValueError: as `vqa_accuracy` (e.g. empty `answers`).
-  """
-  return 1.0 - metrics.vqa_accuracy(prediction, answers)
-
-
-def answer_nll(token_logprobs, mask=None, *, reduction: str = "mean") -> np.ndarray:
-  """The "nll" utility loss: negative log-likelihood of the teacher-forced reference answer.
-
-  "mean": L_b = −Σ_t m_bt · log p(y_t | y_<t, v) / Σ_t m_bt   (per answer token)
-  "sum":  L_b = −Σ_t m_bt · log p(y_t | y_<t, v)              (of the whole answer)
-
-  The per-token mean does not favour short answers over long ones; use "sum" for the exact
-  −log p(answer). numpy, for use inside an oracle.
-
-  Args:
-    token_logprobs: float [..., T] log-probabilities of the reference tokens.
-    mask: [..., T] 1 for answer tokens, 0 for padding; all ones if None.
-    reduction: "mean" or "sum" over the last axis.
-
-  Returns:
-    float64 [...] losses (a 0-d array for one sequence); +inf where a token has probability 0.
-
-  Raises:
-    ValueError: on a bad `reduction`, a shape mismatch, or a sequence with no answer token.
-  """
-  if reduction not in ("mean", "sum"):
-    raise ValueError(f"reduction={reduction!r}: must be 'mean' or 'sum'")
-  logp = np.asarray(token_logprobs, dtype=np.float64)
-  if logp.ndim == 0:
-    raise ValueError("token_logprobs must have a token axis (last), got a scalar")
-  weights = np.ones_like(logp) if mask is None else np.asarray(mask, dtype=np.float64)
-  if weights.shape != logp.shape:
-    raise ValueError(f"mask shape {weights.shape} differs from token_logprobs shape {logp.shape}")
-  count = weights.sum(axis=-1)
-  if np.any(count <= 0):
-    raise ValueError("a sequence has no answer token (mask all zero or T = 0)")
-  # where(): a masked-out −inf (a padding token of probability 0) must not turn into 0·inf = nan.
-  total = -np.sum(weights * np.where(weights > 0, logp, 0.0), axis=-1)
-  return total / count if reduction == "mean" else total
-
-
-def choice_nll(option_logprobs, correct) -> np.ndarray:
-  """The "choice" utility loss: −log p(correct option), renormalised over the options.
-
-  L = −log softmax(s)_c = logsumexp_k(s_k) − s_c
-
-  where s_k is the (log-)score the MLLM gives option k (e.g. from `top_logprobs` of the first
-  answer token; an option absent from them may be given −inf or a floor value) and c the correct
-  option. numpy, for use inside an oracle.
-
-  Args:
-    option_logprobs: float [..., K] option log-scores, K ≥ 2, at least one finite per row.
-    correct: int [...] index of the correct option.
-
-  Returns:
-    float64 [...] losses ≥ 0 (+inf if the correct option has score −inf).
-
-  Raises:
-    ValueError: on shape mismatch, an out-of-range index or a row with no finite score.
-  """
-  scores = np.asarray(option_logprobs, dtype=np.float64)
-  correct = np.asarray(correct)
-  if scores.ndim == 0 or scores.shape[-1] < 2:
-    raise ValueError(f"option_logprobs {scores.shape} needs a last axis of K ≥ 2 options")
-  if correct.shape != scores.shape[:-1]:
-    raise ValueError(
-      f"correct shape {correct.shape} must equal option_logprobs batch shape {scores.shape[:-1]}"
-    )
-  if not np.issubdtype(correct.dtype, np.integer):
-    raise ValueError(f"correct must hold integer option indices, got dtype {correct.dtype}")
-  k = scores.shape[-1]
-  if np.any((correct < 0) | (correct >= k)):
-    raise ValueError(f"correct has an index outside [0, {k})")
-  if not np.all(np.isfinite(scores) | np.isneginf(scores)):
-    raise ValueError("option_logprobs has NaN or +inf (log-scores are < +inf)")
-  if np.any(np.all(np.isneginf(scores), axis=-1)):
-    raise ValueError("option_logprobs has a row with no finite score")
-  top = np.max(scores, axis=-1, keepdims=True)
-  log_norm = np.log(np.sum(np.exp(scores - top), axis=-1)) + top[..., 0]
-  chosen = np.take_along_axis(scores, correct[..., None], axis=-1)[..., 0]
-  return log_norm - chosen

@@ -45,7 +45,9 @@ def local_server(latency_s: float, in_process: bool):
     finally:
       server.close()
     return
-  cmd = [sys.executable, "-m", "anonymax.oracles.server", "--answerer", "colour", "--port", "0"]
+  launcher = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
+  cmd = [sys.executable, os.path.join(launcher, "reference_server.py"), "--answerer", "colour"]
+  cmd += ["--port", "0"]
   cmd += ["--latency-ms", str(latency_s * 1000.0), "--api-key-env", _KEY_ENV]
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
   try:

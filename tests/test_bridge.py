@@ -13,21 +13,18 @@ from anonymax.oracles import (
   STATUS_FAILED,
   STATUS_INVALID,
   STATUS_OK,
+  Oracle,
   OracleOutput,
-  OracleStats,
   Query,
 )
 from anonymax.oracles.bridge import OracleBridge
 
 
-class MeanBrightnessOracle:
+class MeanBrightnessOracle(Oracle):
   """Loss = |mean pixel / 255 − target|, target parsed from the answer; records what it receives."""
 
-  name = "mean-brightness"
-  loss = "vqa"
-
   def __init__(self, fail_ids=(), nan_ids=(), explode=False):
-    self.stats = OracleStats()
+    super().__init__(name="mean-brightness", loss="vqa")
     self.received = []
     self.fail_ids, self.nan_ids, self.explode = set(fail_ids), set(nan_ids), explode
 
@@ -93,15 +90,36 @@ def test_mismatched_batch_is_a_clear_error():
     bridge(jnp.zeros((3, 2, 2, 3)), jnp.array([0, 1], jnp.int32))
 
 
-def test_correct_choice_is_the_majority_answer_among_the_options():
-  from anonymax.oracles.base import correct_choice
+def test_anything_but_an_oracle_is_refused_at_construction():
+  class Lookalike:  # has query() but is no Oracle: inside a callback it would fail every sample
+    name, loss = "lookalike", "vqa"
 
-  q = Query("How many?", ("2", "two", "two", "three", "two"), ("one", "two", "three"))
-  assert correct_choice(q) == "two"  # "2" is not an option; "two" outvotes "three"
-  assert (
-    correct_choice(Query("?", ("three", "two"), ("two", "three"))) == "three"
-  )  # tie: first listed
-  assert correct_choice(Query("?", ("blue",), ("red",))) is None
+    def query(self, visuals, queries):
+      return OracleOutput.failed(len(queries))
+
+  with pytest.raises(TypeError, match="OracleBridge needs an anonymax.oracles.base.Oracle"):
+    OracleBridge(Lookalike(), QUERIES)
+  with pytest.raises(TypeError, match="got NoneType"):
+    OracleBridge(None, QUERIES)
+  assert OracleBridge(MeanBrightnessOracle(), QUERIES).oracle.name == "mean-brightness"
+
+
+def test_the_oracle_base_class_holds_the_defaults():
+  a, b = MeanBrightnessOracle(), MeanBrightnessOracle()
+  assert a.stats is not b.stats and a.stats.calls == 0  # fresh counters per instance
+  assert a.exhausted is False and a.cache_signature == ""
+  a.close()  # a no-op, and the oracle stays usable
+  assert a.query(np.zeros((1, 2, 2, 3), np.uint8), QUERIES[:1]).status.tolist() == [STATUS_OK]
+
+  class Silent(Oracle):
+    def query(self, visuals, queries):
+      return OracleOutput.failed(len(queries))
+
+  assert Silent(name="silent", loss="choice").loss == "choice"
+  with pytest.raises(ValueError, match="oracle.loss"):
+    Silent(name="silent", loss="bleu")  # the base class validates the loss of every oracle
+  with pytest.raises(TypeError, match="abstract"):
+    Oracle(name="x", loss="vqa")  # query() must be implemented
 
 
 def test_call_started_is_signalled_when_the_host_is_reached():
@@ -195,16 +213,16 @@ ONE_CORE_SCRIPT = r"""
 import os, sys
 os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # before JAX sizes its threads
 import jax, jax.numpy as jnp, numpy as np
-from anonymax.oracles import OracleOutput, Query
+from anonymax.oracles import Oracle, OracleOutput, Query
 from anonymax.oracles.bridge import OracleBridge
 
-class Mean:
+class Mean(Oracle):
   def query(self, visuals, queries):
     n = len(queries)
     return OracleOutput(visuals.reshape(n, -1).mean(1).astype(np.float32), np.zeros(n, np.int32),
                         [""] * n)
 
-bridge = OracleBridge(Mean(), [Query("q", ("a",))] * 4)
+bridge = OracleBridge(Mean(name="mean", loss="vqa"), [Query("q", ("a",))] * 4)
 send = jax.jit(lambda x, i: bridge.send(jnp.sin(x) * 0.5 + 0.5, i))
 call = jax.jit(lambda x, i: bridge(jnp.sin(x) * 0.5 + 0.5, i))
 x = np.random.default_rng(0).random((4, 256, 256, 3), np.float32) * 6  # 3 MB of floats

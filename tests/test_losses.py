@@ -1,4 +1,4 @@
-"""Tests for anonymax.losses: privacy losses and their ideal points, reviewer BCE, utility losses."""
+"""Tests for anonymax.losses: privacy losses and their ideal points, reviewer BCE."""
 
 from __future__ import annotations
 
@@ -181,66 +181,3 @@ def test_reviewer_bce_values():
 def test_reviewer_bce_shape_mismatch():
   with pytest.raises(ValueError, match="shape"):
     losses.reviewer_bce(jnp.zeros((2, 7)), jnp.zeros((7,)))
-
-
-# --- Utility losses -------------------------------------------------------------------------------
-
-
-def test_vqa_loss():
-  # 2 of 10 ground truths match → accuracy 0.6 → loss 0.4.
-  assert losses.vqa_loss("red", ["red"] * 2 + ["blue"] * 8) == pytest.approx(0.4)
-  assert losses.vqa_loss("red", ["red"] * 10) == 0.0
-  with pytest.raises(ValueError, match="empty"):
-    losses.vqa_loss("red", [])
-
-
-def test_answer_nll():
-  logp = np.log([[0.5, 0.25, 1.0], [0.5, 0.5, 0.5]])
-  mask = np.array([[1, 1, 0], [1, 1, 1]])
-  # Row 0: −(ln .5 + ln .25) = 3 ln 2 over 2 tokens; row 1: 3 ln 2 over 3 tokens.
-  np.testing.assert_allclose(losses.answer_nll(logp, mask), [1.5 * LOG2, LOG2])
-  np.testing.assert_allclose(losses.answer_nll(logp, mask, reduction="sum"), [3 * LOG2] * 2)
-  assert float(losses.answer_nll(np.log([0.5, 0.5]))) == pytest.approx(LOG2)
-  # A padding token of probability 0 (log p = −inf) is masked out, not turned into nan.
-  padded = np.array([[math.log(0.5), -math.inf]])
-  np.testing.assert_allclose(losses.answer_nll(padded, [[1, 0]]), [LOG2])
-
-
-def test_answer_nll_bad_inputs():
-  with pytest.raises(ValueError, match="reduction"):
-    losses.answer_nll([[0.0]], reduction="max")
-  with pytest.raises(ValueError, match="shape"):
-    losses.answer_nll([[0.0, 0.0]], [[1]])
-  with pytest.raises(ValueError, match="no answer token"):
-    losses.answer_nll([[0.0, 0.0]], [[0, 0]])
-  with pytest.raises(ValueError, match="scalar"):
-    losses.answer_nll(0.0)
-
-
-def test_choice_nll():
-  # Already normalised scores: −ln p(correct).
-  scores = np.log([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]])
-  np.testing.assert_allclose(losses.choice_nll(scores, [2, 0]), [LOG2, -math.log(0.2)])
-  # Unnormalised scores are renormalised over the options: two equal scores → ln 2.
-  assert float(losses.choice_nll([5.0, 5.0], 1)) == pytest.approx(LOG2)
-  # An option missing from the returned log-probs (−inf) takes no mass.
-  assert float(losses.choice_nll([-1.0, -math.inf], 0)) == pytest.approx(0.0)
-  assert float(losses.choice_nll([-1.0, -math.inf], 1)) == math.inf
-
-
-@pytest.mark.parametrize(
-  "scores, correct",
-  [
-    ([0.0], 0),  # one option
-    ([0.0, 1.0], 2),  # index out of range
-    ([0.0, 1.0], -1),
-    ([0.0, 1.0], 0.5),  # not an integer
-    ([[0.0, 1.0]], [0, 1]),  # batch shape mismatch
-    ([-math.inf, -math.inf], 0),  # no finite score
-    ([math.nan, 0.0], 0),
-    ([math.inf, 0.0], 0),
-  ],
-)
-def test_choice_nll_bad_inputs(scores, correct):
-  with pytest.raises(ValueError):
-    losses.choice_nll(scores, correct)

@@ -1,6 +1,6 @@
 """Training and evaluation through the `openai` client against a real local HTTP server.
 
-The server (anonymax.oracles.server) fronts the synthetic benchmark's reference black box and
+The server (`anonymax.oracles.server.serve`) fronts the synthetic benchmark's reference black box and
 injects faults; the trainer must complete, count what it skipped, and — when the retries
 succeed — end with exactly the parameters of a fault-free run.
 """
@@ -11,10 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from anonymax import evaluate, train
-from anonymax.oracles.reference import ReferenceOracle
+from anonymax import black_boxes, evaluate, run_config, train
+from anonymax.configs import synthetic
 from anonymax.oracles.server import serve
-from configs import synthetic
 
 KEY = "sk-test-not-a-real-key"
 
@@ -28,7 +27,7 @@ def dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def answerer(dirs):
   smoke = synthetic.get_config("smoke")
-  return ReferenceOracle.load_or_train(
+  return black_boxes.reference_oracle(
     cache_dir=dirs[1],
     image_size=smoke.data.image_size,
     num_train=smoke.oracle.reference.num_train,
@@ -75,8 +74,9 @@ def test_unscorable_answers_are_skipped_counted_and_the_run_evaluates(
 
   server, url = serve(answerer, api_key=KEY)
   try:
+    # The run's own config, at the server's new address (a runtime field).
     config.oracle.openai.base_url = url
-    result = evaluate.evaluate(config, str(tmp_path / "w"))
+    result = evaluate.evaluate(run_config.resolve(str(tmp_path / "w"), config), str(tmp_path / "w"))
   finally:
     server.close()
   assert result["oracle_loss"] == "choice"

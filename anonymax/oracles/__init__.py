@@ -1,4 +1,4 @@
-"""Black-box MLLM oracles behind one protocol (see `base.Oracle`)."""
+"""Black-box MLLM oracles behind one base class (see `base.Oracle`)."""
 
 from anonymax.oracles.base import (
   STATUS_FAILED,

@@ -88,6 +88,18 @@ class OracleBridge:
   """
 
   def __init__(self, oracle: Oracle, queries: Sequence[Query], *, ordered: bool = True):
+    """Wraps `oracle` for the example ids of `queries`.
+
+    Raises:
+      TypeError: if `oracle` is not an `Oracle` (a subclass of `anonymax.oracles.base.Oracle`).
+    """
+    # Checked here, not at the first call: inside a callback a wrong object would only show up as
+    # every sample failing.
+    if not isinstance(oracle, Oracle):
+      raise TypeError(
+        f"OracleBridge needs an anonymax.oracles.base.Oracle, got {type(oracle).__name__}: "
+        "subclass Oracle and implement query()"
+      )
     self.oracle = oracle
     self.queries = list(queries)
     self.ordered = ordered

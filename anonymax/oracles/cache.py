@@ -142,25 +142,30 @@ class OracleCache:
       self._conn.close()
 
 
-class CachedOracle:
-  """Any `Oracle` behind an `OracleCache`; implements the `Oracle` protocol itself.
+class CachedOracle(Oracle):
+  """Any `Oracle` behind an `OracleCache`; an `Oracle` itself.
 
   Example:
-    >>> oracle = CachedOracle(OpenAIOracle("gpt-4o"), OracleCache(f"{workdir}/oracle_cache.sqlite"))
+    >>> inner = OpenAIOracle("gpt-4o", loss="choice")
+    >>> oracle = CachedOracle(inner, OracleCache(f"{workdir}/oracle_cache.sqlite"))
     >>> out = oracle.query(anonymized_uint8, queries)  # only cache misses reach the server
     >>> oracle.stats.cache_hits  # calls saved
 
   Attributes:
     oracle: the wrapped oracle.
     cache: the store.
-    name, loss: those of the wrapped oracle.
+    name, loss, cache_signature, exhausted: those of the wrapped oracle.
+
+  Raises:
+    TypeError: if `oracle` is not an `Oracle`.
   """
 
   def __init__(self, oracle: Oracle, cache: OracleCache):
+    if not isinstance(oracle, Oracle):
+      raise TypeError(f"CachedOracle needs an Oracle to wrap, got {type(oracle).__name__}")
+    super().__init__(name=oracle.name, loss=oracle.loss)
     self.oracle = oracle
     self.cache = cache
-    self.name = oracle.name
-    self.loss = oracle.loss
     self._hits = 0
     self._seconds = 0.0
 
@@ -169,11 +174,11 @@ class CachedOracle:
 
   @property
   def cache_signature(self) -> str:
-    return getattr(self.oracle, "cache_signature", "")
+    return self.oracle.cache_signature
 
   @property
   def exhausted(self) -> bool:
-    return bool(getattr(self.oracle, "exhausted", False))
+    return self.oracle.exhausted
 
   @property
   def stats(self) -> OracleStats:
@@ -224,8 +229,6 @@ class CachedOracle:
     return OracleOutput(losses, status, answers)
 
   def close(self) -> None:
-    """Closes the wrapped oracle (if it can be) and the cache."""
-    close = getattr(self.oracle, "close", None)
-    if close is not None:
-      close()
+    """Closes the wrapped oracle and the cache."""
+    self.oracle.close()
     self.cache.close()

@@ -5,15 +5,17 @@ downloaded); the processor's chat template builds the prompt. Inference is batch
 `torch.inference_mode`, on the configured torch device, in bf16 where the device supports it.
 
 Utility losses (per sample i with anonymized visual x_i and prompt q_i; ℓ(s) = Σ_t log p(s_t | x_i,
-q_i, s_<t) is the teacher-forced log-likelihood of a continuation s after the prompt):
+q_i, s_<t) is the teacher-forced log-likelihood of a continuation s after the prompt), computed by
+`anonymax.utility_losses` from the ℓ this module measures (answers and options compared stripped):
   * ``"nll"``:    Σ_a w_a · (−ℓ(a) / |a|), over the distinct reference answers a with weights
                   w_a = count(a) / #answers (``answer_weighting="frequency"``), or w = 1 on the most
                   common answer (``"most_common"``). |a| is the answer's token count
                   (``nll_reduction="mean"``, the default: comparable across answer lengths) or 1
-                  (``"sum"``).
+                  (``"sum"``); `answer_weights` and `expected_nll`.
   * ``"choice"``: −log softmax_c(ℓ(c))[c*] over the options c of `Query.choices` (whole option
-                  sequences, not first tokens), c* the most common reference answer among them.
-  * ``"vqa"``:    1 − `metrics.vqa_accuracy` of the greedy answer (≤ `max_new_tokens` tokens).
+                  sequences, not first tokens), c* the most common reference answer among them;
+                  `majority_choice` and `floored_choice_nll` (no floor).
+  * ``"vqa"``:    1 − VQA accuracy of the greedy answer (≤ `max_new_tokens` tokens); `vqa_loss`.
 
 A continuation follows the rendered prompt after a space unless the prompt already ends in
 whitespace; its tokens are those of prompt + continuation beyond the prompt's own tokens.
@@ -41,13 +43,13 @@ from transformers import (
   AutoTokenizer,
 )
 
-from anonymax import metrics
+from anonymax import utility_losses
 from anonymax.oracles.base import (
   STATUS_FAILED,
   STATUS_INVALID,
   STATUS_OK,
+  Oracle,
   OracleOutput,
-  OracleStats,
   Query,
   check_loss_name,
   to_uint8,
@@ -57,7 +59,7 @@ log = logging.getLogger(__name__)
 
 _FAILED = object()  # a row whose model call raised
 
-ANSWER_WEIGHTINGS = ("frequency", "most_common")
+ANSWER_WEIGHTINGS = utility_losses.ANSWER_WEIGHTINGS
 NLL_REDUCTIONS = ("mean", "sum")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -92,7 +94,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
   return n
 
 
-class _FramewiseProcessor:
+class FramewiseProcessor:
   """Tokenizer + image processor standing in for a LLaVA-family processor that cannot be built.
 
   Video-LLaVA's processor needs torchvision for its video processor; without it, clips are
@@ -135,7 +137,7 @@ class _FramewiseProcessor:
     return out
 
 
-class HFOracle:
+class HFOracle(Oracle):
   """A local transformers image-text-to-text model as a black-box oracle.
 
   Example:
@@ -184,7 +186,7 @@ class HFOracle:
     Raises:
       ValueError: a missing/unloadable model path or a bad setting, naming it.
     """
-    self.loss = check_loss_name(loss)
+    check_loss_name(loss)  # first: a bad loss is named before anything is loaded
     if answer_weighting not in ANSWER_WEIGHTINGS:
       raise ValueError(
         f"oracle.hf.answer_weighting={answer_weighting!r}: must be one of {ANSWER_WEIGHTINGS}"
@@ -210,7 +212,15 @@ class HFOracle:
     self.answer_weighting = answer_weighting
     self.nll_reduction = nll_reduction
     self.system_prompt = system_prompt
-    self.stats = OracleStats()
+    details = {
+      "nll": f"nll-{answer_weighting}-{nll_reduction}",
+      "choice": "choice",
+      "vqa": f"vqa-greedy{max_new_tokens}",
+    }[loss]
+    name = f"hf:{os.path.basename(path)}:{details}:{str(self.dtype).removeprefix('torch.')}"
+    if system_prompt:
+      name += ":sys-" + hashlib.sha256(system_prompt.encode()).hexdigest()[:8]
+    super().__init__(name=name, loss=loss)
     try:
       self.model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=self.dtype, local_files_only=True
@@ -240,22 +250,12 @@ class HFOracle:
     self._trim_logits = "logits_to_keep" in forward_args
     self._render = functools.lru_cache(maxsize=4096)(self._render_prompt)
 
-    details = {
-      "nll": f"nll-{answer_weighting}-{nll_reduction}",
-      "choice": "choice",
-      "vqa": f"vqa-greedy{max_new_tokens}",
-    }[self.loss]
-    name = f"hf:{os.path.basename(path)}:{details}:{str(self.dtype).removeprefix('torch.')}"
-    if system_prompt:
-      name += ":sys-" + hashlib.sha256(system_prompt.encode()).hexdigest()[:8]
-    self.name = name
-
   def _load_processor(self, path: str, model_path: str):
     try:
       return AutoProcessor.from_pretrained(path, local_files_only=True)
     except Exception as first:  # noqa: BLE001 — e.g. Video-LLaVA's processor without torchvision.
       try:
-        return _FramewiseProcessor(path, self.model.config)
+        return FramewiseProcessor(path, self.model.config)
       except Exception:  # noqa: BLE001
         raise ValueError(
           f"oracle.hf.model_path={str(model_path)!r}: cannot load its processor "
@@ -295,7 +295,7 @@ class HFOracle:
   def _to_model_visuals(self, visuals: np.ndarray) -> list:
     """uint8 [N, H, W, 3] → PIL images; uint8 [N, T, H, W, 3] → uint8 [T, H, W, 3] arrays."""
     if self.video:
-      if isinstance(self.processor, _FramewiseProcessor):
+      if isinstance(self.processor, FramewiseProcessor):
         return [[Image.fromarray(f) for f in clip] for clip in visuals]
       return [np.ascontiguousarray(clip) for clip in visuals]
     return [Image.fromarray(img) for img in visuals]
@@ -380,7 +380,7 @@ class HFOracle:
     texts = tok.batch_decode(new, skip_special_tokens=True)
     return [t.strip() if ok else None for t, ok in zip(texts, finite.tolist(), strict=True)]
 
-  # --- The protocol -------------------------------------------------------------------------------
+  # --- The Oracle interface -----------------------------------------------------------------------
 
   def query(self, visuals: np.ndarray, queries: Sequence[Query]) -> OracleOutput:
     """Scores N anonymized visuals (uint8 or float in [0, 1]); never raises for a bad sample."""
@@ -417,7 +417,7 @@ class HFOracle:
           status[i] = STATUS_FAILED if text is _FAILED else STATUS_INVALID
         else:
           answers[i] = text
-          losses[i] = 1.0 - metrics.vqa_accuracy(text, list(q.answers))
+          losses[i] = utility_losses.vqa_loss(text, list(q.answers))
       return OracleOutput(losses, status, answers)
 
     # "nll" and "choice": one row (sample, prompt, continuation) per weighted continuation.
@@ -442,29 +442,24 @@ class HFOracle:
         status[i] = STATUS_INVALID
         continue
       if self.loss == "nll":
-        if self.nll_reduction == "mean":
-          ll = ll / np.array([v[1] for _, v in scored], np.float64)
-        losses[i] = float(-np.dot(weights[i], ll))
+        lengths = [v[1] for _, v in scored] if self.nll_reduction == "mean" else None
+        losses[i] = utility_losses.expected_nll(ll, weights[i], lengths)
       else:
-        # −log softmax(ℓ)[c*] = logsumexp(ℓ) − ℓ[c*], with the max subtracted for stability.
-        top = ll.max()
-        losses[i] = float(top + np.log(np.exp(ll - top).sum()) - ll[targets[i]])
+        losses[i] = utility_losses.floored_choice_nll(ll, targets[i], floor=-math.inf)
         answers[i] = scored[int(np.argmax(ll))][0]
     losses[status != STATUS_OK] = 0.0
     return OracleOutput(losses, status, answers)
 
-  def _continuations(self, q: Query) -> tuple[list[str], np.ndarray, int]:
+  def _continuations(self, q: Query) -> tuple[list[str], list[float], int]:
     """The continuations to score for `q`, their weights ("nll") and the target index ("choice")."""
-    counts = collections.Counter(a.strip() for a in q.answers if a.strip())
     if self.loss == "choice":
       options = [c.strip() for c in q.choices]
-      ranked = [a for a, _ in counts.most_common() if a in options]
-      if not ranked or not all(options):
-        return [], np.zeros(0), -1
-      return options, np.zeros(0), options.index(ranked[0])
-    if not counts:
-      return [], np.zeros(0), -1
-    if self.answer_weighting == "most_common":
-      return [counts.most_common(1)[0][0]], np.ones(1), -1
-    total = sum(counts.values())
-    return list(counts), np.array([c / total for c in counts.values()]), -1
+      target = utility_losses.majority_choice([a.strip() for a in q.answers], options)
+      if target < 0 or not all(options):
+        return [], [], -1
+      return options, [], target
+    # Blank answers are left out: there is no continuation to score.
+    weights = utility_losses.answer_weights(
+      q.answers, key=lambda a: a.strip() or None, weighting=self.answer_weighting
+    )
+    return list(weights), list(weights.values()), -1

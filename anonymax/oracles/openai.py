@@ -13,29 +13,31 @@ gets `STATUS_FAILED`; an answer that came back but cannot be scored (no text, no
 correct option missing from the choices) gets `STATUS_INVALID`. Neither raises.
 
 Utility losses and which servers support them:
-  * ``"vqa"``    L = 1 − VQA-accuracy(answer text, `Query.answers`). Every chat model.
+  * ``"vqa"``    L = 1 − VQA-accuracy(answer text, `Query.answers`) (`utility_losses.vqa_loss`).
+    Every chat model.
   * ``"choice"`` L = −log( m_c / Σ_o m_o ), where m_o is the probability mass, among the first
     answer token's `top_logprobs`, of the tokens that begin option o (a token that begins several
     options shares its mass equally among them), floored at exp(`floor_logprob`); c is the correct
-    option (`base.correct_choice`: the majority reference answer among the options). Needs `logprobs`/`top_logprobs`: OpenAI GPT-4o/4.1 family, vLLM,
-    llama.cpp server; not the o-series reasoning models nor deployments that disable log-probs.
+    option (the majority reference answer among the options). Computed by
+    `utility_losses.first_token_choice_nll` with `utility_losses.correct_choice`. Needs
+    `logprobs`/`top_logprobs`: OpenAI GPT-4o/4.1 family, vLLM, llama.cpp server; not the o-series
+    reasoning models nor deployments that disable log-probs.
   * ``"nll"``    not supported: chat completions cannot score a given (teacher-forced) answer.
 
 Secrets: the API key is read once from the environment (`api_key_env`) and lives only inside the
 client. It never appears in `repr`, logs, `stats`, the usage file or an exception raised here.
 
-Budget: `budget_calls`, `budget_tokens` and `budget_cost` (in the currency of `prices`, given per
-1M input/output tokens) stop spending: once one is reached `exhausted` is True and every further
-sample gets `STATUS_FAILED` without a request; the trainer checks `exhausted` after each step and
-stops with a checkpoint. Usage and cost are written as JSON to `usage_path` after every batch.
+Budget (`spending.Budget`): `budget_calls`, `budget_tokens` and `budget_cost` (in the currency of
+`prices`, given per 1M input/output tokens) stop spending: once one is reached `exhausted` is True
+and every further sample gets `STATUS_FAILED` without a request; the trainer checks `exhausted`
+after each step and stops with a checkpoint. Usage and cost are written as JSON to `usage_path`
+after every batch. Visuals are encoded by `image_urls`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
-import json
+import dataclasses
 import logging
 import math
 import os
@@ -47,86 +49,25 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import openai
-from PIL import Image
 
-from anonymax import metrics
+from anonymax import utility_losses
 from anonymax.oracles.base import (
   STATUS_FAILED,
   STATUS_INVALID,
   STATUS_OK,
+  Oracle,
   OracleOutput,
-  OracleStats,
   Query,
-  check_loss_name,
-  correct_choice,
   to_uint8,
 )
+from anonymax.oracles.image_urls import IMAGE_FORMATS, visual_data_urls
+from anonymax.oracles.spending import Budget, Prices, write_json
 
 log = logging.getLogger(__name__)
 
-_IMAGE_FORMATS = ("png", "jpeg")
 _DETAILS = ("auto", "low", "high")
 # Status codes worth another try: timeout, conflict/lock, rate limit, and every server error.
 _RETRY_STATUS = (408, 409, 429)
-
-
-def image_data_url(image: np.ndarray, image_format: str = "png", jpeg_quality: int = 90) -> str:
-  """Encodes one uint8 [H, W, 3] image as a ``data:image/...;base64,`` URL (PNG is lossless)."""
-  buf = io.BytesIO()
-  pil = Image.fromarray(np.ascontiguousarray(image), mode="RGB")
-  if image_format == "png":
-    pil.save(buf, format="PNG")
-  else:
-    pil.save(buf, format="JPEG", quality=jpeg_quality)
-  return f"data:image/{image_format};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def visual_data_urls(visual: np.ndarray, image_format: str = "png", jpeg_quality: int = 90):
-  """One data URL per frame: uint8 [H, W, 3] → 1 URL, uint8 [T, H, W, 3] → T URLs."""
-  visual = np.asarray(visual)
-  if visual.ndim == 3:
-    visual = visual[None]
-  if visual.ndim != 4 or visual.shape[-1] != 3:
-    raise ValueError(f"visual of shape {visual.shape}: want [H, W, 3] or [T, H, W, 3]")
-  return [image_data_url(frame, image_format, jpeg_quality) for frame in visual]
-
-
-def choice_loss(
-  top_logprobs: Sequence[tuple[str, float]],
-  choices: Sequence[str],
-  correct: str,
-  floor_logprob: float = -20.0,
-) -> float:
-  """−log of the correct option's share of the first answer token's probability mass.
-
-  L = −log( m_c / Σ_o m_o ),  m_o = max( Σ_{t ⊑ o} p_t / |{o' : t ⊑ o'}|, exp(floor_logprob) ),
-
-  where t ranges over the (token, logprob) pairs of `top_logprobs`, p_t = exp(logprob), and t ⊑ o
-  means the stripped, lower-cased token is a non-empty prefix of the lower-cased option. With no
-  option seen at all every m_o is the floor and L = log(K) for K options (no information).
-
-  Args:
-    top_logprobs: the first answer token's alternatives, (token, logprob).
-    choices: the K options.
-    correct: the correct option, one of `choices`.
-    floor_logprob: log-mass given to an option none of whose first tokens was returned.
-
-  Returns:
-    The loss (≥ 0).
-  """
-  if correct not in choices:
-    raise ValueError(f"correct option {correct!r} is not among the choices {tuple(choices)}")
-  options = [c.strip().lower() for c in choices]
-  mass = np.zeros(len(options), np.float64)
-  for token, logprob in top_logprobs:
-    t = token.strip().lower()
-    if not t:
-      continue
-    matched = [i for i, o in enumerate(options) if o.startswith(t)]
-    for i in matched:
-      mass[i] += math.exp(logprob) / len(matched)
-  mass = np.maximum(mass, math.exp(floor_logprob))
-  return float(-math.log(mass[list(choices).index(correct)] / mass.sum()))
 
 
 def _public_url(url: str | None) -> str | None:
@@ -175,7 +116,7 @@ class _Malformed(Exception):
   """A 200 response whose body is not a usable chat completion."""
 
 
-class OpenAIOracle:
+class OpenAIOracle(Oracle):
   """A chat-completions MLLM behind the official `openai` client (see the module docstring).
 
   Attributes:
@@ -183,6 +124,8 @@ class OpenAIOracle:
     loss: ``"vqa"`` or ``"choice"``.
     stats: running `OracleStats` (calls = 200 responses received; tokens and cost from `usage`).
     cache_signature: the decoding settings, for cache keys.
+    prices: the `spending.Prices` per 1M tokens.
+    budget: the `spending.Budget`; `exhausted` once it is reached.
   """
 
   def __init__(
@@ -190,12 +133,12 @@ class OpenAIOracle:
     model: str,
     *,
     base_url: str | None = None,
-    loss: str = "vqa",
+    loss: str = "choice",
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: int = 16,
-    max_retries: int = 4,
+    max_retries: int = 3,
     client_max_retries: int = 2,
-    timeout: float = 60.0,
+    timeout: float = 30.0,
     backoff: float = 0.5,
     max_backoff: float = 60.0,
     image_format: str = "png",
@@ -232,15 +175,14 @@ class OpenAIOracle:
       prices: per 1M tokens, {"input": x, "output": y}, or (x, y), or {model: {...}} per model.
       usage_path: where usage/cost JSON is written after each batch (None = not written).
     """
-    self.name = model
     if loss == "nll":
       raise ValueError(
         "oracle.loss='nll' is not supported by the openai oracle: chat completions cannot score a "
         "teacher-forced answer; use 'vqa' or 'choice'"
       )
-    self.loss = check_loss_name(loss)
-    if image_format not in _IMAGE_FORMATS:
-      raise ValueError(f"image_format={image_format!r}: must be one of {_IMAGE_FORMATS}")
+    super().__init__(name=model, loss=loss)
+    if image_format not in IMAGE_FORMATS:
+      raise ValueError(f"image_format={image_format!r}: must be one of {IMAGE_FORMATS}")
     if detail not in _DETAILS:
       raise ValueError(f"detail={detail!r}: must be one of {_DETAILS}")
     if not 1 <= jpeg_quality <= 100:
@@ -255,13 +197,8 @@ class OpenAIOracle:
       raise ValueError(f"timeout={timeout}: must be > 0 seconds")
     if loss == "choice" and not 1 <= top_logprobs <= 20:
       raise ValueError(f"top_logprobs={top_logprobs}: must be in [1, 20]")
-    for field, value in (
-      ("budget_calls", budget_calls),
-      ("budget_tokens", budget_tokens),
-      ("budget_cost", budget_cost),
-    ):
-      if value is not None and value < 0:
-        raise ValueError(f"{field}={value}: must be ≥ 0 or None")
+    self.budget = Budget(calls=budget_calls, tokens=budget_tokens, cost=budget_cost)
+    self.prices = Prices.parse(prices, model)
     key = os.environ.get(api_key_env, "")
     if not key:
       raise ValueError(
@@ -283,39 +220,13 @@ class OpenAIOracle:
     self.max_tokens = max_tokens
     self.top_logprobs = top_logprobs
     self.floor_logprob = float(floor_logprob)
-    self.budget_calls = budget_calls
-    self.budget_tokens = budget_tokens
-    self.budget_cost = budget_cost
-    self.price_input, self.price_output = self._parse_prices(prices, model)
     self.usage_path = usage_path
-    self.stats = OracleStats()
-    self._in_flight = 0  # requests sent but not answered: bounds calls against `budget_calls`
+    self._in_flight = 0  # requests sent but not answered: they count against `budget.calls`
     self._loop: asyncio.AbstractEventLoop | None = None
     self._thread: threading.Thread | None = None
     self._client: openai.AsyncOpenAI | None = None
     self._semaphore: asyncio.Semaphore | None = None
     self._start_lock = threading.Lock()
-
-  @staticmethod
-  def _parse_prices(prices, model: str) -> tuple[float, float]:
-    if prices is None:
-      return 0.0, 0.0
-    if isinstance(prices, Mapping) and model in prices:
-      prices = prices[model]
-    if isinstance(prices, Mapping):
-      if set(prices) != {"input", "output"}:
-        raise ValueError(
-          f"prices={dict(prices)!r}: want {{'input': x, 'output': y}} per 1M tokens "
-          f"(or {{{model!r}: {{...}}}})"
-        )
-      pin, pout = prices["input"], prices["output"]
-    else:
-      if len(prices) != 2:
-        raise ValueError(f"prices={prices!r}: want (input, output) per 1M tokens")
-      pin, pout = prices
-    if pin < 0 or pout < 0:
-      raise ValueError(f"prices={prices!r}: must be ≥ 0")
-    return float(pin), float(pout)
 
   def __repr__(self) -> str:
     return (
@@ -338,15 +249,7 @@ class OpenAIOracle:
   @property
   def exhausted(self) -> bool:
     """True once a configured budget (calls, tokens or cost) is reached."""
-    s = self.stats
-    return (
-      (self.budget_calls is not None and s.calls >= self.budget_calls)
-      or (
-        self.budget_tokens is not None
-        and s.prompt_tokens + s.completion_tokens >= self.budget_tokens
-      )
-      or (self.budget_cost is not None and s.cost >= self.budget_cost)
-    )
+    return self.budget.exhausted(self.stats)
 
   # --- the event loop: one per oracle, on a daemon thread, so `query` works from any thread
   # (the io_callback thread included) and the client's connections are reused across calls.
@@ -415,7 +318,7 @@ class OpenAIOracle:
       pt, ct = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
       self.stats.prompt_tokens += pt
       self.stats.completion_tokens += ct
-      self.stats.cost += (pt * self.price_input + ct * self.price_output) / 1e6
+      self.stats.cost += self.prices.cost(pt, ct)
 
   def _score(self, completion, query: Query) -> tuple[float, int, str]:
     """(loss, status, answer) of one parsed completion."""
@@ -427,10 +330,10 @@ class OpenAIOracle:
     if not isinstance(text, str):
       return 0.0, STATUS_INVALID, ""
     if self.loss == "vqa":
-      return 1.0 - float(metrics.vqa_accuracy(text, list(query.answers))), STATUS_OK, text
-    correct = correct_choice(query)
+      return float(utility_losses.vqa_loss(text, list(query.answers))), STATUS_OK, text
+    correct = utility_losses.correct_choice(query)
     if correct is None:
-      log.warning("choice loss: correct answer %r is not among the query's choices", correct)
+      log.warning("choice loss: no reference answer %r is among the query's choices", query.answers)
       return 0.0, STATUS_INVALID, text
     try:
       first = choice.logprobs.content[0]
@@ -440,18 +343,14 @@ class OpenAIOracle:
       return 0.0, STATUS_INVALID, text  # the server sent no usable log-probs
     if not top or not all(math.isfinite(lp) for _, lp in top) or not math.isfinite(own):
       return 0.0, STATUS_INVALID, text
-    return choice_loss(top, query.choices, correct, self.floor_logprob), STATUS_OK, text
+    loss = utility_losses.first_token_choice_nll(top, query.choices, correct, self.floor_logprob)
+    return loss, STATUS_OK, text
 
   def _wait(self, attempt: int, err: Exception | None) -> float:
     after = _retry_after(err) if err is not None else None
     if after is not None:
       return min(after, self.max_backoff)
     return min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
-
-  def _budget_allows(self) -> bool:
-    if self.exhausted:
-      return False
-    return self.budget_calls is None or self.stats.calls + self._in_flight < self.budget_calls
 
   async def _one(self, visual: np.ndarray, query: Query) -> tuple[float, int, str]:
     """One sample with retries; runs on the oracle's loop, so counters need no lock."""
@@ -462,7 +361,7 @@ class OpenAIOracle:
     status = STATUS_FAILED
     async with self._semaphore:
       for attempt in range(self.max_retries + 1):
-        if not self._budget_allows():
+        if not self.budget.allows(self.stats, self._in_flight):
           return 0.0, STATUS_FAILED, ""
         err: Exception | None = None
         self._in_flight += 1
@@ -548,20 +447,12 @@ class OpenAIOracle:
       "base_url": _public_url(self.base_url),
       "loss": self.loss,
       **self.stats.as_dict(),
-      "prices_per_1m_tokens": {"input": self.price_input, "output": self.price_output},
-      "budget": {
-        "calls": self.budget_calls,
-        "tokens": self.budget_tokens,
-        "cost": self.budget_cost,
-      },
+      "prices_per_1m_tokens": dataclasses.asdict(self.prices),
+      "budget": dataclasses.asdict(self.budget),
       "exhausted": self.exhausted,
     }
 
   def write_usage(self) -> None:
     """Writes `usage()` to `usage_path` atomically (a killed run leaves the previous file)."""
-    if not self.usage_path:
-      return
-    tmp = f"{self.usage_path}.tmp"
-    with open(tmp, "w") as f:
-      json.dump(self.usage(), f, indent=2)
-    os.replace(tmp, self.usage_path)
+    if self.usage_path:
+      write_json(self.usage_path, self.usage())

@@ -1,21 +1,26 @@
-"""The reference black box of the synthetic benchmark, seen only through the `Oracle` protocol.
+"""The reference black box of the synthetic benchmark, seen only through the `Oracle` interface.
 
-A small `ReferenceNet` is trained once on *raw* synthetic images (or clips) and cached on disk;
+A small `ReferenceNet` is trained once on *raw* images (or clips) of an `ExampleSource` that its
+builder hands over (`anonymax.black_boxes` builds the synthetic benchmark's) and cached on disk;
 afterwards it is reachable only through text: a prompt is parsed back to one of the known
 questions, and the network answers with a log-probability for every entry of the answer vocabulary.
-From those log-probabilities all three utility losses of `base.UTILITY_LOSSES` follow:
+From those log-probabilities all three utility losses of `base.UTILITY_LOSSES` follow, computed by
+`anonymax.utility_losses` (texts compared after `normalize_text`):
 
   * ``"nll"``:    −Σ_a w_a log p(a | x, q), w_a = (count of a in `Query.answers`) / len(answers)
                   (VQA: the expected NLL over the ten annotator answers; actions: −log p(class));
+                  `expected_nll` with `answer_weights`;
   * ``"choice"``: −log [ p(c*) / Σ_{c ∈ choices} p(c) ], c* the most frequent reference answer
-                  among the choices (answers[0] when there is one reference);
-  * ``"vqa"``:    1 − vqa_accuracy(argmax_a p(a), answers).
+                  among the choices (answers[0] when there is one reference); `floored_choice_nll`
+                  with `majority_choice`;
+  * ``"vqa"``:    1 − vqa_accuracy(argmax_a p(a), answers); `vqa_loss`.
 
-Log-probabilities are floored at `LOG_PROB_FLOOR` (an answer outside the vocabulary gets the floor),
-the way an API's top-logprobs bottom out, which keeps every loss finite and bounded.
+Log-probabilities are floored at `utility_losses.LOG_PROB_FLOOR` (an answer outside the vocabulary
+gets the floor), the way an API's top-logprobs bottom out, which keeps every loss finite and
+bounded.
 
 Example:
-  >>> oracle = ReferenceOracle.load_or_train(image_size=64, loss="nll")
+  >>> oracle = black_boxes.reference_oracle(image_size=64, loss="nll")
   >>> out = oracle.query(anonymized_uint8, split.queries[:8])
   >>> oracle.answer(anonymized_uint8[:1], ["What is the person doing?"], top_k=3)
 """
@@ -31,24 +36,25 @@ import os
 import tempfile
 import time
 import zipfile
-from collections import Counter
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 
+from anonymax import utility_losses
 from anonymax.oracles import reference_model
 from anonymax.oracles.base import (
   STATUS_FAILED,
   STATUS_INVALID,
   STATUS_OK,
+  Oracle,
   OracleOutput,
-  OracleStats,
   Query,
   check_loss_name,
 )
 from anonymax.oracles.reference_model import (
   MODEL_VERSION,
+  ExampleSource,
   TrainConfig,
   answer_weights,
   flatten_params,
@@ -58,7 +64,6 @@ from anonymax.oracles.reference_model import (
   unflatten_params,
 )
 
-LOG_PROB_FLOOR = math.log(1e-6)
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "anonymax", "reference")
 CACHE_DIR_ENV = "ANONYMAX_REFERENCE_CACHE"
 _META_KEY = "__meta__"
@@ -69,27 +74,6 @@ DEFAULTS = {
 }
 
 
-def expected_nll(log_probs: np.ndarray, weights: dict[int, float]) -> float:
-  """−Σ_a w_a max(log p_a, floor); id -1 (out of vocabulary) scores at the floor."""
-  total = 0.0
-  for i, w in weights.items():
-    lp = LOG_PROB_FLOOR if i < 0 else max(float(log_probs[i]), LOG_PROB_FLOOR)
-    total -= w * lp
-  return total
-
-
-def choice_nll(log_probs: np.ndarray, choice_ids: Sequence[int], correct: int) -> float:
-  """−log softmax restricted to the choices, at position `correct` of `choice_ids`.
-
-  −(ℓ_c* − log Σ_c exp ℓ_c) with ℓ = max(log p, floor) (id -1 → the floor).
-  """
-  lp = np.array(
-    [LOG_PROB_FLOOR if i < 0 else max(float(log_probs[i]), LOG_PROB_FLOOR) for i in choice_ids]
-  )
-  top = lp.max()
-  return float(-(lp[correct] - top - math.log(np.exp(lp - top).sum())))
-
-
 @dataclasses.dataclass
 class _Parsed:
   """One query, resolved against the vocabulary and the known prompts."""
@@ -97,11 +81,11 @@ class _Parsed:
   question: int  # -1: unknown prompt
   weights: dict[int, float]
   choice_ids: list[int]
-  correct: int  # position of answers[0] among the choices, -1 if absent
+  correct: int  # position of the correct option (the majority answer) in choice_ids, -1 if none
 
 
-class ReferenceOracle:
-  """A trained `ReferenceNet` behind the `Oracle` protocol (answers as text + log-probabilities).
+class ReferenceOracle(Oracle):
+  """A trained `ReferenceNet` behind the `Oracle` interface (answers as text + log-probabilities).
 
   Attributes:
     name: "reference-synthetic-<hash of hyperparameters and data version>".
@@ -126,9 +110,7 @@ class ReferenceOracle:
     metadata: dict | None = None,
     max_batch: int = 256,
   ):
-    self.loss = check_loss_name(loss)
-    self.name = name
-    self.stats = OracleStats()
+    super().__init__(name=name, loss=loss)
     self.vocab = tuple(vocab)
     self.prompts = tuple(normalize_text(p) for p in prompts)
     if not self.vocab or not self.prompts:
@@ -220,20 +202,14 @@ class ReferenceOracle:
       result.append([] if qid < 0 else [(self.vocab[j], float(row[j])) for j in order])
     return result
 
-  # --- the Oracle protocol ---------------------------------------------------------------------
+  # --- the Oracle interface --------------------------------------------------------------------
 
   def _parse(self, query: Query) -> _Parsed:
     choice_ids, correct = [], -1
     if query.choices:
-      seen = []
-      for c in query.choices:
-        if normalize_text(c) not in seen:
-          seen.append(normalize_text(c))
+      seen = list(dict.fromkeys(map(normalize_text, query.choices)))
       choice_ids = [self._vocab_index.get(c, -1) for c in seen]
-      # The correct option is the most frequent reference answer among the choices (answers[0]
-      # for a single reference); a noisy annotator who comes first does not decide it.
-      votes = Counter(t for t in map(normalize_text, query.answers) if t in seen)
-      correct = seen.index(votes.most_common(1)[0][0]) if votes else -1
+      correct = utility_losses.majority_choice([normalize_text(a) for a in query.answers], seen)
     return _Parsed(
       self.parse_prompt(query.prompt),
       answer_weights(query.answers, self._vocab_index),
@@ -244,14 +220,14 @@ class ReferenceOracle:
   def _loss(self, log_probs: np.ndarray, answer: str, query: Query, parsed: _Parsed) -> float:
     """The configured utility loss of one sample (NaN when it cannot be scored)."""
     if self.loss == "nll":
-      return expected_nll(log_probs, parsed.weights)
+      lp = utility_losses.floored_log_probs(log_probs, parsed.weights.keys())
+      return utility_losses.expected_nll(lp, list(parsed.weights.values()))
     if self.loss == "choice":
       if parsed.correct < 0:  # no choices, or the reference answer is not among them
         return math.nan
-      return choice_nll(log_probs, parsed.choice_ids, parsed.correct)
-    from anonymax import metrics  # noqa: PLC0415 — only the "vqa" loss needs it
-
-    return 1.0 - float(metrics.vqa_accuracy(answer, list(query.answers)))
+      lp = utility_losses.floored_log_probs(log_probs, parsed.choice_ids)
+      return utility_losses.floored_choice_nll(lp, parsed.correct)
+    return float(utility_losses.vqa_loss(answer, list(query.answers)))
 
   def query(self, visuals: np.ndarray, queries: Sequence[Query]) -> OracleOutput:
     """Scores N visuals; a sample that cannot be scored gets STATUS_INVALID. Never raises."""
@@ -260,7 +236,7 @@ class ReferenceOracle:
     n = len(queries)
     try:
       out = self._query(visuals, queries)
-    except Exception as e:  # noqa: BLE001 — the protocol's contract is "never raise".
+    except Exception as e:  # noqa: BLE001 — an oracle's contract is "never raise".
       logging.warning("reference oracle failed on %d samples: %s: %s", n, type(e).__name__, e)
       out = OracleOutput.failed(n, STATUS_FAILED)
     self.stats.failures += int(np.sum(out.status != STATUS_OK))
@@ -339,6 +315,7 @@ class ReferenceOracle:
   @classmethod
   def load_or_train(
     cls,
+    examples: ExampleSource,
     *,
     cache_dir: str | None = None,
     image_size: int = 64,
@@ -354,12 +331,15 @@ class ReferenceOracle:
     """The cached oracle for these hyperparameters; trains (and caches) it when missing.
 
     The cache file is `<cache_dir>/<key>.npz`, key = sha256 of the hyperparameters, the model
-    version and a fingerprint of the synthetic data (so a changed generator retrains).
+    version and `reference_model.data_fingerprint` of `examples` (so a changed generator
+    retrains).
 
     Args:
+      examples: where the raw training and test examples come from, with the base vocabulary
+        (e.g. `black_boxes.synthetic_examples(image_size, clip_length)`).
       cache_dir: where trained oracles live; default $ANONYMAX_REFERENCE_CACHE, else
         ~/.cache/anonymax/reference.
-      image_size: side of the (square) images or frames.
+      image_size: side of the (square) images or frames; the examples' visuals must have it.
       clip_length: frames per clip; 0 for still images.
       loss: the utility loss `query` returns.
       seed: initialisation and batch-order seed (the oracle's data seeds derive from it).
@@ -367,6 +347,9 @@ class ReferenceOracle:
         (images or clips).
       num_test: raw held-out examples measured after training (metadata only, not in the key).
       progress: show a progress bar while training.
+
+    Raises:
+      ValueError: a bad `loss` or `num_train`, or examples of another size.
     """
     check_loss_name(loss)
     defaults = DEFAULTS["clips" if clip_length else "images"]
@@ -381,7 +364,9 @@ class ReferenceOracle:
       image_size=image_size,
       clip_length=clip_length,
       num_train=num_train,
-      data_version=reference_model.data_fingerprint(image_size, clip_length),
+      data_version=reference_model.data_fingerprint(
+        examples, image_size=image_size, clip_length=clip_length
+      ),
     )
     cache_dir = os.path.expanduser(cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)
     path = os.path.join(cache_dir, f"{key[:20]}.npz")
@@ -392,6 +377,7 @@ class ReferenceOracle:
         logging.warning("%s; training the reference oracle again", e)
     params, vocab, prompts, metadata = reference_model.fit(
       config,
+      examples,
       image_size=image_size,
       clip_length=clip_length,
       num_train=num_train,

@@ -4,15 +4,16 @@
 answer vocabulary. Frames go through one shared conv stack (no normalisation, so a sample's answer
 never depends on the rest of its batch) whose last feature map is modulated by the question (FiLM,
 Perez et al., AAAI 2018); a clip's per-frame embeddings are mixed by a temporal convolution and
-pooled over T (mean and max), so actions defined by motion are recognised. `fit` trains it on raw
-`anonymax.data.synthetic` data and measures its raw held-out accuracy.
+pooled over T (mean and max), so actions defined by motion are recognised. `fit` trains it on the raw
+examples of an `ExampleSource` (handed over by whoever builds the oracle, e.g. the synthetic
+benchmark's generator) and measures its raw held-out accuracy.
 
 `train` fits it with the soft cross-entropy of the answer distribution,
 
   L(θ) = −E_(x,q) Σ_a w_a(x, q) log softmax(f_θ(x, q))_a ,
 
-where w_a is the fraction of the annotator answers equal to a — the same quantity the oracle's
-``"nll"`` loss reports — with AdamW, a deterministic batch order and a fixed initialisation key, so
+where w_a is the fraction of the annotator answers equal to a (`utility_losses.answer_weights`, the
+weights of the oracle's ``"nll"`` loss) with AdamW, a deterministic batch order and a fixed initialisation key, so
 two trainings with the same arguments give bit-identical parameters on CPU.
 """
 
@@ -32,6 +33,8 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from anonymax import metrics, utility_losses
+
 # Bump when the architecture or the training recipe changes: it is part of the cache key.
 MODEL_VERSION = 1
 
@@ -42,13 +45,14 @@ def normalize_text(text: str) -> str:
 
 
 def answer_weights(answers: Sequence[str], vocab_index: dict[str, int]) -> dict[int, float]:
-  """Frequency weights of the answers, w_a = count(a) / len(answers), keyed by vocabulary id.
+  """`utility_losses.answer_weights` keyed by vocabulary id: w_i = count(a : id(a) = i) / #answers.
 
   `vocab_index` maps `normalize_text(answer)` to its id; answers outside the vocabulary are keyed
-  by -1.
+  by -1 (they still count in #answers, so the weights sum to 1).
   """
-  counts = Counter(vocab_index.get(normalize_text(a), -1) for a in answers)
-  return {i: c / len(answers) for i, c in counts.items()}
+  return utility_losses.answer_weights(
+    answers, key=lambda a: vocab_index.get(normalize_text(a), -1)
+  )
 
 
 class ReferenceNet(nn.Module):
@@ -245,12 +249,14 @@ def unflatten_params(flat: dict[str, np.ndarray]) -> dict:
   return traverse_util.unflatten_dict({k: np.asarray(v) for k, v in flat.items()}, sep="/")
 
 
-# --- Training on the synthetic benchmark -------------------------------------------------------
+# --- Training on the examples of a builder -----------------------------------------------------
 
-# The oracle's own images come from seeds far from those of the benchmark's splits (s and
-# s + synthetic.TEST_SEED_OFFSET).
+# The oracle's own examples come from seeds far from those a benchmark's splits use (s and
+# s + a test offset of a few thousand at most).
 TRAIN_SEED_OFFSET = 10_000
 TEST_SEED_OFFSET = 20_000
+# How many examples (of seed 0) the data fingerprint hashes: enough to see a changed generator.
+FINGERPRINT_EXAMPLES = 4
 
 
 @dataclasses.dataclass
@@ -275,40 +281,61 @@ class Examples:
     )
 
 
-def synthetic_examples(num: int, *, seed: int, image_size: int, clip_length: int) -> Examples:
-  """The raw synthetic data as examples: each visual's question with its ten answers."""
-  from anonymax.data import synthetic  # noqa: PLC0415 — only training needs the data module
+@dataclasses.dataclass(frozen=True)
+class ExampleSource:
+  """Raw labelled examples the reference network learns from, handed over by its builder.
 
-  data = synthetic.generate(num, seed=seed, image_size=image_size, clip_length=clip_length)
-  return Examples(
-    np.asarray(data["clip" if clip_length else "image"]),
-    np.arange(num, dtype=np.int32),
-    [str(q) for q in data["question"]],
-    [tuple(str(a) for a in row) for row in data["answers"]],
-    [str(t) for t in data["question_type"]],
-  )
+  Attributes:
+    generate: ``generate(num, seed) -> Examples``, deterministic in (num, seed); the visuals
+      have the size (and clip length) the oracle is built for.
+    vocabulary: the base answer vocabulary; its order gives the answer ids (answers the examples
+      use beyond it follow, sorted).
+    labels: further label sets the generator is defined by (e.g. the action classes in the order
+      of their ids); they enter the data fingerprint with the vocabulary and a few examples.
+  """
+
+  generate: Callable[[int, int], Examples]
+  vocabulary: tuple[str, ...]
+  labels: tuple[tuple[str, ...], ...] = ()
 
 
-def data_fingerprint(image_size: int, clip_length: int) -> str:
-  """A hash of what the generator produces now (a changed generator invalidates the cache)."""
-  from anonymax.data import synthetic  # noqa: PLC0415
+def check_examples(examples: Examples, *, image_size: int, clip_length: int) -> None:
+  """Raises ValueError unless the visuals are uint8 [N, (T,) S, S, 3] for these sizes."""
+  frame = (image_size, image_size, 3)
+  want = ((clip_length,) if clip_length else ()) + frame
+  got = tuple(np.shape(examples.visuals))[1:]
+  if got != want or np.asarray(examples.visuals).dtype != np.uint8:
+    raise ValueError(
+      f"examples: visuals {np.asarray(examples.visuals).dtype} [N, {', '.join(map(str, got))}] "
+      f"do not fit image_size={image_size}, clip_length={clip_length} (want uint8 "
+      f"[N, {', '.join(map(str, want))}])"
+    )
 
+
+def data_fingerprint(source: ExampleSource, *, image_size: int, clip_length: int) -> str:
+  """A hash of what the source produces now (a changed generator invalidates the cache).
+
+  sha256 of repr((vocabulary, *labels)), then the visuals' bytes and repr((prompts, answers)) of
+  `FINGERPRINT_EXAMPLES` examples of seed 0.
+
+  Raises:
+    ValueError: if the source's visuals do not have these sizes (see `check_examples`).
+  """
   h = hashlib.sha256()
-  h.update(repr((synthetic.ANSWER_VOCAB, synthetic.ACTIONS)).encode())
-  ex = synthetic_examples(4, seed=0, image_size=image_size, clip_length=clip_length)
-  h.update(ex.visuals.tobytes())
+  h.update(repr((tuple(source.vocabulary), *source.labels)).encode())
+  ex = source.generate(FINGERPRINT_EXAMPLES, 0)
+  check_examples(ex, image_size=image_size, clip_length=clip_length)
+  h.update(np.ascontiguousarray(ex.visuals).tobytes())
   h.update(repr((ex.prompts, ex.answers)).encode())
   return h.hexdigest()
 
 
-def vocabulary(examples: Examples) -> tuple[tuple[str, ...], tuple[str, ...]]:
-  """(answer vocabulary, known prompts): the data module's vocabulary plus any other answer the
-  examples use, in a deterministic order. Answers keep their spelling (the VQA scorer compares
-  raw strings when all ten references agree); entries equal under `normalize_text` are merged."""
-  from anonymax.data import synthetic  # noqa: PLC0415
-
+def vocabulary(examples: Examples, base: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(answer vocabulary, known prompts): the `base` vocabulary plus any other answer the examples
+  use (sorted), in a deterministic order. Answers keep their spelling (the VQA scorer compares raw
+  strings when all ten references agree); entries equal under `normalize_text` are merged."""
   by_key: dict[str, str] = {}
-  for a in synthetic.ANSWER_VOCAB:
+  for a in base:
     by_key.setdefault(normalize_text(a), str(a))
   extra = {}
   for row in examples.answers:
@@ -339,8 +366,6 @@ def encode(
 def accuracy(log_probs: np.ndarray, examples: Examples, vocab: Sequence[str]) -> dict[str, float]:
   """Raw-data accuracy: top-1 against the most frequent reference answer (overall and per
   question type, "top1_<type>") and VQA accuracy."""
-  from anonymax import metrics  # noqa: PLC0415
-
   pred = [vocab[i] for i in np.argmax(log_probs, axis=1)]
   pairs = list(zip(pred, examples.answers, strict=True))
   majority = [Counter(a).most_common(1)[0][0] for a in examples.answers]
@@ -357,6 +382,7 @@ def accuracy(log_probs: np.ndarray, examples: Examples, vocab: Sequence[str]) ->
 
 def fit(
   config: TrainConfig,
+  examples: ExampleSource,
   *,
   image_size: int,
   clip_length: int,
@@ -364,19 +390,19 @@ def fit(
   num_test: int,
   progress: bool = True,
 ) -> tuple[dict, tuple[str, ...], tuple[str, ...], dict]:
-  """Trains on raw synthetic data and measures raw-test accuracy.
+  """Trains on `num_train` raw examples of seed TRAIN_SEED_OFFSET + config.seed and measures the
+  accuracy on `num_test` raw examples of seed TEST_SEED_OFFSET + config.seed.
 
   Returns:
     (params, vocab, prompts, metadata), metadata holding the hyperparameters, training seconds and
     the raw-test accuracies (keys prefixed "test_").
+
+  Raises:
+    ValueError: if the examples' visuals do not have these sizes.
   """
-  train_ex = synthetic_examples(
-    num_train,
-    seed=TRAIN_SEED_OFFSET + config.seed,
-    image_size=image_size,
-    clip_length=clip_length,
-  )
-  vocab, prompts = vocabulary(train_ex)
+  train_ex = examples.generate(num_train, TRAIN_SEED_OFFSET + config.seed)
+  check_examples(train_ex, image_size=image_size, clip_length=clip_length)
+  vocab, prompts = vocabulary(train_ex, examples.vocabulary)
   qids, targets = encode(train_ex, vocab, prompts)
   bar = None
   if progress:
@@ -407,12 +433,7 @@ def fit(
     "final_loss": info["final_loss"],
   }
   if num_test:
-    test_ex = synthetic_examples(
-      num_test,
-      seed=TEST_SEED_OFFSET + config.seed,
-      image_size=image_size,
-      clip_length=clip_length,
-    )
+    test_ex = examples.generate(num_test, TEST_SEED_OFFSET + config.seed)
     # Only known questions can be asked (the oracle answers others with STATUS_INVALID).
     known = set(prompts)
     test_ex = test_ex.select(np.array([normalize_text(p) in known for p in test_ex.prompts]))

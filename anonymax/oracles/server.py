@@ -4,8 +4,10 @@ It serves ``POST /v1/chat/completions`` over real HTTP, so the `openai` oracle i
 (client, retries, JSON) without the internet, and the synthetic benchmark's reference black box can
 be put behind the same interface a GPT-4o or vLLM deployment has:
 
-  OPENAI_API_KEY=local python -m anonymax.oracles.server --port 8000 --latency-ms 200
+  OPENAI_API_KEY=local python launch/reference_server.py --port 8000 --latency-ms 200
   # then train with the config variant oracle=openai,base_url=http://127.0.0.1:8000/v1
+
+(`launch/reference_server.py` builds the reference black box and calls `serve`.)
 
 An answerer is any object with ``answer(visuals_uint8, prompts, top_k) -> list[list[(text,
 logprob)]]`` (the top answers, best first), e.g. `reference.ReferenceOracle` or `ColourAnswerer`.
@@ -23,7 +25,6 @@ it received, and inject faults by request number (0-based, in arrival order): ``
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import collections
@@ -32,7 +33,6 @@ import io
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -361,56 +361,3 @@ def serve(answerer, host: str = "127.0.0.1", port: int = 0, **kwargs) -> tuple[C
   ).start()
   bound_host, bound_port = server.server_address[:2]
   return server, f"http://{bound_host}:{bound_port}/v1"
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-  """Serves the reference black box (or `ColourAnswerer`) until interrupted."""
-  parser = argparse.ArgumentParser(
-    prog="python -m anonymax.oracles.server",
-    description="Serve a black box over an OpenAI-compatible /v1/chat/completions endpoint.",
-  )
-  parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-  parser.add_argument("--port", type=int, default=8000)
-  parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency per request")
-  parser.add_argument(
-    "--answerer",
-    choices=("reference", "colour"),
-    default="reference",
-    help="reference: the synthetic benchmark's black box; colour: the dominant colour",
-  )
-  parser.add_argument("--image-size", type=int, default=64, help="reference: image size")
-  parser.add_argument("--clip-length", type=int, default=0, help="reference: frames per clip")
-  parser.add_argument(
-    "--cache-dir", default=None, help="reference: where the trained net is cached"
-  )
-  parser.add_argument(
-    "--api-key-env",
-    default="OPENAI_API_KEY",
-    help="if this variable is set, requests must carry it as a Bearer token",
-  )
-  args = parser.parse_args(argv)
-  if args.answerer == "reference":
-    from anonymax.oracles.reference import ReferenceOracle  # noqa: PLC0415 — loads JAX + a net.
-
-    answerer = ReferenceOracle.load_or_train(
-      cache_dir=args.cache_dir, image_size=args.image_size, clip_length=args.clip_length
-    )
-  else:
-    answerer = ColourAnswerer()
-  server, url = serve(
-    answerer,
-    host=args.host,
-    port=args.port,
-    api_key=os.environ.get(args.api_key_env) or None,
-    latency_s=args.latency_ms / 1000.0,
-    record=False,
-  )
-  print(f"serving {type(answerer).__name__} at {url}", flush=True)
-  try:
-    threading.Event().wait()
-  except KeyboardInterrupt:
-    server.close()
-
-
-if __name__ == "__main__":
-  main()

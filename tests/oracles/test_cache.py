@@ -20,24 +20,30 @@ from anonymax.oracles.base import (
   STATUS_OK,
   Oracle,
   OracleOutput,
-  OracleStats,
   Query,
 )
 from anonymax.oracles.cache import CachedOracle, OracleCache, cache_key
 from anonymax.oracles.openai import OpenAIOracle
 
 
-class SpyOracle:
+class SpyOracle(Oracle):
   """Loss = mean pixel / 255 of each visual; remembers what it was asked; scripted statuses."""
 
-  name = "spy"
-  loss = "vqa"
   cache_signature = "temperature=0"
 
   def __init__(self, status_of_prompt=None):
-    self.stats = OracleStats()
+    super().__init__(name="spy", loss="vqa")
+    self.closed = False
+    self.spent = False  # what `exhausted` reports
     self.seen: list[tuple[np.ndarray, list[str]]] = []
     self.status_of_prompt = status_of_prompt or {}
+
+  @property
+  def exhausted(self):
+    return self.spent
+
+  def close(self):
+    self.closed = True
 
   def query(self, visuals, queries):
     self.seen.append((visuals.copy(), [q.prompt for q in queries]))
@@ -131,6 +137,18 @@ def test_cached_oracle_sends_only_misses_and_counts_hits(tmp_path):
   assert len(spy.seen) == calls_before
   np.testing.assert_array_equal(again.losses, first.losses)
   assert oracle.stats.calls == 6 and oracle.stats.cache_hits == 6
+
+
+def test_cached_oracle_is_the_wrapped_oracle_s_budget_and_lifetime(tmp_path):
+  spy = SpyOracle()
+  oracle = CachedOracle(spy, OracleCache(str(tmp_path / "c.sqlite")))
+  assert oracle.exhausted is False
+  spy.spent = True
+  assert oracle.exhausted is True  # a spent budget shows through the cache
+  oracle.close()
+  assert spy.closed
+  with pytest.raises(TypeError, match="needs an Oracle to wrap, got str"):
+    CachedOracle("gpt-4o", OracleCache(str(tmp_path / "d.sqlite")))
 
 
 def test_only_ok_results_are_cached(tmp_path):

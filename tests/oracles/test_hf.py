@@ -330,14 +330,14 @@ def test_video_llava_processor_is_the_real_one_and_the_fallback_agrees(video_lla
   pytest.importorskip("torchvision")
   from transformers import VideoLlavaProcessor, VideoLlavaVideoProcessor
 
-  from anonymax.oracles.hf import _FramewiseProcessor
+  from anonymax.oracles.hf import FramewiseProcessor
 
   queries = QUERIES[1:3]
   real = HFOracle(video_llava[0], loss="choice")
   assert type(real.processor) is VideoLlavaProcessor
   assert isinstance(real.processor.video_processor, VideoLlavaVideoProcessor)
   fallback = HFOracle(video_llava[0], loss="choice")
-  fallback.processor = _FramewiseProcessor(video_llava[0], fallback.model.config)
+  fallback.processor = FramewiseProcessor(video_llava[0], fallback.model.config)
   a, b = real.query(clips, queries), fallback.query(clips, queries)
   np.testing.assert_array_equal(a.status, STATUS_OK)
   np.testing.assert_array_equal(b.status, STATUS_OK)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import pickle
 import threading
 
@@ -21,7 +20,8 @@ from anonymax.oracles.base import (
   Query,
   to_uint8,
 )
-from anonymax.oracles.openai import OpenAIOracle, choice_loss, image_data_url
+from anonymax.oracles.image_urls import image_data_url, visual_data_urls
+from anonymax.oracles.openai import OpenAIOracle
 
 KEY = "sk-SECRET-4f9c2a7e"
 COLOURS = ("red", "green", "blue")
@@ -54,6 +54,8 @@ def make_oracle():
   def make(base_url, **kwargs):
     kwargs.setdefault("backoff", 0.01)
     kwargs.setdefault("timeout", 5.0)
+    # Text answers unless a test asks for log-probs: "choice" adds the options to every prompt.
+    kwargs.setdefault("loss", "vqa")
     oracle = OpenAIOracle("colour-test", base_url=base_url, **kwargs)
     oracles.append(oracle)
     return oracle
@@ -83,31 +85,6 @@ def _expected_logp(visual):
 
 def _by_prompt(srv):
   return {r["prompt"]: r for r in srv.received}
-
-
-# --- choice_loss: hand-computed cases ---------------------------------------------------------
-
-
-def test_choice_loss_normalises_over_the_options():
-  top = [("Yes", math.log(0.6)), ("No", math.log(0.3)), (" maybe", math.log(0.1))]
-  # m_yes = 0.6, m_no = 0.3 ("maybe" is no option): −log(0.3 / 0.9) = log 3.
-  assert choice_loss(top, ("yes", "no"), "no") == pytest.approx(math.log(3.0))
-
-
-def test_choice_loss_shares_an_ambiguous_token_and_ignores_blank_ones():
-  top = [("b", math.log(0.4)), (" bike", math.log(0.2)), (" ", math.log(0.3))]
-  # "b" begins both options: 0.2 each; "bike": m_bike = 0.4, m_boat = 0.2 → −log(0.2/0.6).
-  assert choice_loss(top, ("bike", "boat"), "boat") == pytest.approx(math.log(3.0))
-
-
-def test_choice_loss_floors_an_absent_option():
-  top = [("cat", math.log(0.9))]
-  expected = 20.0 + math.log(0.9 + math.exp(-20.0))  # −log(e^-20 / (0.9 + e^-20))
-  assert choice_loss(top, ("dog", "cat"), "dog", floor_logprob=-20.0) == pytest.approx(expected)
-  # No option seen at all: uniform, log K.
-  assert choice_loss([("zebra", -0.1)], ("a1", "b1", "c1"), "b1") == pytest.approx(math.log(3))
-  with pytest.raises(ValueError, match="not among the choices"):
-    choice_loss(top, ("dog", "cat"), "cow")
 
 
 # --- construction ------------------------------------------------------------------------------
@@ -156,6 +133,15 @@ def test_image_data_url_png_is_exact_and_jpeg_is_close():
   url = image_data_url(smooth, "jpeg", jpeg_quality=95)
   assert url.startswith("data:image/jpeg;base64,")
   assert np.abs(decode_data_url(url).astype(int) - 120).max() <= 2
+  clip = _visuals(1, (3, 4, 4, 3))[0]
+  urls = visual_data_urls(clip)
+  assert len(urls) == 3
+  np.testing.assert_array_equal(decode_data_url(urls[2]), clip[2])
+  assert len(visual_data_urls(clip[0])) == 1
+  with pytest.raises(ValueError, match="image_format"):
+    image_data_url(image, "gif")
+  with pytest.raises(ValueError, match="want \\[H, W, 3\\]"):
+    visual_data_urls(np.zeros((4, 4), np.uint8))
 
 
 # --- against the local server ------------------------------------------------------------------
@@ -333,7 +319,7 @@ def test_the_key_never_leaves_the_client(make_server, make_oracle, tmp_path, cap
   texts = [repr(oracle), str(oracle), usage_path.read_text(), json.dumps(oracle.stats.as_dict())]
   texts.append(repr(vars(oracle)))
   with pytest.raises(TypeError, match="cannot be pickled"):
-    pickle.dumps(oracle._api_key)
+    pickle.dumps(oracle)  # the key is what refuses, whatever else could be pickled
   texts.append(caplog.text)
   assert caplog.records  # the retries were logged, so the check below means something
   for text in texts:

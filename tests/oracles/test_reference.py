@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
-from anonymax.oracles import reference, reference_model
+from anonymax import black_boxes, utility_losses
+from anonymax.oracles import reference_model
 from anonymax.oracles.base import STATUS_INVALID, STATUS_OK, Oracle, Query
-from anonymax.oracles.reference import LOG_PROB_FLOOR, ReferenceOracle
-from anonymax.oracles.reference_model import TrainConfig
+from anonymax.oracles.reference import ReferenceOracle
+from anonymax.oracles.reference_model import Examples, ExampleSource, TrainConfig
 
 VOCAB = ("red", "green", "blue", "T-shirt")
 PROBS = np.array([0.5, 0.25, 0.125, 0.125])  # what the hand-set model answers, for any visual
@@ -204,9 +207,12 @@ def test_loss_helpers_by_hand():
   index = {"a": 0, "b": 1, "c": 2}
   w = reference_model.answer_weights(["a", "A", "b", "zzz"], index)
   assert w == {0: 0.5, 1: 0.25, -1: 0.25}
-  expected = -(0.5 * math.log(0.5) + 0.25 * math.log(0.25) + 0.25 * LOG_PROB_FLOOR)
-  assert reference.expected_nll(logp, w) == pytest.approx(expected)
-  assert reference.choice_nll(logp, [1, 2], 0) == pytest.approx(math.log(2))
+  floor = utility_losses.LOG_PROB_FLOOR
+  expected = -(0.5 * math.log(0.5) + 0.25 * math.log(0.25) + 0.25 * floor)
+  lp = utility_losses.floored_log_probs(logp, w.keys())
+  assert utility_losses.expected_nll(lp, list(w.values())) == pytest.approx(expected)
+  lp = utility_losses.floored_log_probs(logp, [1, 2])
+  assert utility_losses.floored_choice_nll(lp, 0) == pytest.approx(math.log(2))
   assert reference_model.normalize_text("  What's   THE ball?! ") == "what s the ball"
 
 
@@ -268,7 +274,7 @@ SMALL = dict(image_size=32, num_train=2048, steps=500, batch_size=64, num_test=2
 def trained(tmp_path_factory):
   """A small reference oracle trained on raw 32×32 synthetic images (a few seconds)."""
   cache_dir = str(tmp_path_factory.mktemp("reference_cache"))
-  return ReferenceOracle.load_or_train(cache_dir=cache_dir, loss="nll", **SMALL), cache_dir
+  return black_boxes.reference_oracle(cache_dir=cache_dir, loss="nll", **SMALL), cache_dir
 
 
 def _benchmark_test_split(n, image_size=32):
@@ -318,7 +324,7 @@ def test_second_construction_loads_from_the_cache(trained, monkeypatch):
     raise AssertionError("trained again although the cache holds this oracle")
 
   monkeypatch.setattr(reference_model, "fit", no_training)
-  again = ReferenceOracle.load_or_train(cache_dir=cache_dir, loss="choice", **SMALL)
+  again = black_boxes.reference_oracle(cache_dir=cache_dir, loss="choice", **SMALL)
   assert again.name == oracle.name and again.loss == "choice"
   assert again.metadata == oracle.metadata
   images, queries = _benchmark_test_split(8)
@@ -327,18 +333,18 @@ def test_second_construction_loads_from_the_cache(trained, monkeypatch):
   assert sorted(os.listdir(cache_dir)) == files
   # Other hyperparameters are another oracle (and would train).
   with pytest.raises(AssertionError, match="trained again"):
-    ReferenceOracle.load_or_train(cache_dir=cache_dir, **{**SMALL, "steps": 499})
+    black_boxes.reference_oracle(cache_dir=cache_dir, **{**SMALL, "steps": 499})
 
 
 def test_same_seed_trains_the_same_oracle(tmp_path):
   kw = dict(image_size=32, num_train=64, steps=3, batch_size=8, num_test=0, progress=False)
-  a = ReferenceOracle.load_or_train(cache_dir=str(tmp_path / "a"), **kw)
+  a = black_boxes.reference_oracle(cache_dir=str(tmp_path / "a"), **kw)
   # A damaged cache file is trained again (and replaced), not fatal.
   (path,) = (tmp_path / "a").iterdir()
   path.write_bytes(path.read_bytes()[:100])
-  b = ReferenceOracle.load_or_train(cache_dir=str(tmp_path / "a"), **kw)
+  b = black_boxes.reference_oracle(cache_dir=str(tmp_path / "a"), **kw)
   assert ReferenceOracle.load(str(path)).name == b.name
-  c = ReferenceOracle.load_or_train(cache_dir=str(tmp_path / "c"), seed=1, **kw)
+  c = black_boxes.reference_oracle(cache_dir=str(tmp_path / "c"), seed=1, **kw)
   assert a.name == b.name != c.name
   flat_a, flat_b = (
     reference_model.flatten_params(a.params),
@@ -354,7 +360,7 @@ def test_same_seed_trains_the_same_oracle(tmp_path):
 def test_clip_oracle_recognises_actions(tmp_path):
   from anonymax.data import synthetic
 
-  oracle = ReferenceOracle.load_or_train(
+  oracle = black_boxes.reference_oracle(
     cache_dir=str(tmp_path),
     image_size=32,
     clip_length=4,
@@ -378,8 +384,112 @@ def test_clip_oracle_recognises_actions(tmp_path):
 
 
 def test_load_or_train_rejects_bad_arguments(tmp_path):
+  source = _toy_source()
   with pytest.raises(ValueError, match="oracle.loss"):
-    ReferenceOracle.load_or_train(cache_dir=str(tmp_path), loss="bleu")
+    ReferenceOracle.load_or_train(source, cache_dir=str(tmp_path), image_size=S, loss="bleu")
   with pytest.raises(ValueError, match="num_train"):
-    ReferenceOracle.load_or_train(cache_dir=str(tmp_path), num_train=0, progress=False)
+    ReferenceOracle.load_or_train(source, cache_dir=str(tmp_path), image_size=S, num_train=0)
+  # Examples of another size than the oracle is built for: refused before any training.
+  with pytest.raises(ValueError, match="image_size=32"):
+    ReferenceOracle.load_or_train(source, cache_dir=str(tmp_path), image_size=32, progress=False)
+  with pytest.raises(ValueError, match="clip_length=3"):
+    ReferenceOracle.load_or_train(source, cache_dir=str(tmp_path), image_size=S, clip_length=3)
   assert os.listdir(tmp_path) == []
+
+
+# --- Examples handed over by the builder -----------------------------------------------------------
+
+TOY_VOCAB = ("blue", "green", "red")
+TOY_KW = dict(image_size=S, num_train=48, steps=3, batch_size=8, num_test=8, progress=False)
+
+
+def _toy_source(vocabulary=TOY_VOCAB, labels=(), brightness=40):
+  """Squares of one colour on grey: "red"/"green"/"blue", plus a "Crimson" annotator for red."""
+
+  def generate(num, seed):
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 3, num)
+    images = np.full((num, S, S, 3), brightness, np.uint8)
+    for i, c in enumerate(colours):
+      images[i, 4:10, 4:10, c] = 255
+    names = ("red", "green", "blue")
+    answers = [(names[c],) * 9 + (("Crimson",) if c == 0 else (names[c],)) for c in colours]
+    return Examples(
+      images, np.arange(num, dtype=np.int32), [PROMPTS[0]] * num, answers, ["color"] * num
+    )
+
+  return ExampleSource(generate=generate, vocabulary=tuple(vocabulary), labels=labels)
+
+
+def test_the_builder_s_examples_vocabulary_and_fingerprint_decide_the_oracle(tmp_path):
+  oracle = ReferenceOracle.load_or_train(_toy_source(), cache_dir=str(tmp_path), **TOY_KW)
+  # The source's vocabulary in its order gives the answer ids; answers beyond it follow.
+  assert oracle.vocab == ("blue", "green", "red", "Crimson")
+  assert oracle.prompts == ("what color is the ball",)
+  assert 0.0 <= oracle.metadata["test_top1"] <= 1.0 and "test_top1_color" in oracle.metadata
+  again = ReferenceOracle.load_or_train(_toy_source(), cache_dir=str(tmp_path), **TOY_KW)
+  assert again.name == oracle.name and len(os.listdir(tmp_path)) == 1  # loaded from the cache
+
+  def fingerprint(source):
+    return reference_model.data_fingerprint(source, image_size=S, clip_length=0)
+
+  # Whatever defines the data changes the fingerprint, hence the cache key (a new training).
+  base = fingerprint(_toy_source())
+  assert base == fingerprint(_toy_source())  # deterministic
+  assert fingerprint(_toy_source(vocabulary=("red", "green", "blue"))) != base
+  assert fingerprint(_toy_source(labels=(("a", "b"),))) != base
+  assert fingerprint(_toy_source(brightness=41)) != base
+  other = ReferenceOracle.load_or_train(
+    _toy_source(brightness=41), cache_dir=str(tmp_path), **TOY_KW
+  )
+  assert other.name != oracle.name and len(os.listdir(tmp_path)) == 2
+
+
+def test_the_synthetic_source_is_the_benchmark_generator():
+  from anonymax.data import synthetic
+
+  source = black_boxes.synthetic_examples(32)
+  assert source.vocabulary == tuple(synthetic.ANSWER_VOCAB)
+  assert source.labels == (tuple(synthetic.ACTIONS),)
+  ex = source.generate(3, 7)
+  data = synthetic.generate(3, seed=7, image_size=32)
+  np.testing.assert_array_equal(ex.visuals, data["image"])
+  assert ex.prompts == [str(q) for q in data["question"]]
+  assert ex.answers == [tuple(str(a) for a in row) for row in data["answers"]]
+  assert ex.visual_ids.tolist() == [0, 1, 2]
+  clips = black_boxes.synthetic_examples(32, clip_length=4).generate(2, 0)
+  assert clips.visuals.shape == (2, 4, 32, 32, 3)
+
+
+ORACLES_ALONE = r"""
+import sys
+import numpy as np
+from anonymax.oracles import bridge, cache, openai, reference, server
+from anonymax.oracles.reference_model import Examples, ExampleSource
+
+def generate(num, seed):
+  images = np.random.default_rng(seed).integers(0, 256, (num, 16, 16, 3), dtype=np.uint8)
+  return Examples(images, np.arange(num, dtype=np.int32), ["Which?"] * num, [("a",)] * num,
+                  ["t"] * num)
+
+oracle = reference.ReferenceOracle.load_or_train(
+  ExampleSource(generate, ("a", "b")), cache_dir=sys.argv[1], image_size=16, num_train=8,
+  steps=2, batch_size=4, num_test=4, progress=False)
+assert oracle.vocab == ("a", "b"), oracle.vocab
+loaded = sorted(m for m in sys.modules if m.startswith("anonymax.data"))
+print("data modules:", loaded)
+"""
+
+
+def test_oracles_train_and_serve_without_any_data_module(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+    [sys.executable, "-c", ORACLES_ALONE, str(tmp_path)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "data modules: []" in out.stdout

@@ -203,13 +203,18 @@ def test_injects_faults_by_request_number(make_server):
     server_lib.ChatServer(("127.0.0.1", 0), server_lib.ColourAnswerer(), faults={3: "boom"})
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def test_command_line_serves_the_colour_answerer():
   env = dict(os.environ, OPENAI_API_KEY="sk-cli")
+  launcher = os.path.join(ROOT, "launch", "reference_server.py")
   proc = subprocess.Popen(
-    [sys.executable, "-m", "anonymax.oracles.server", "--answerer", "colour", "--port", "0"],
+    [sys.executable, launcher, "--answerer", "colour", "--port", "0"],
     stdout=subprocess.PIPE,
     env=env,
     text=True,
+    cwd=os.path.dirname(ROOT),  # not the repository: the launcher needs no path set up
   )
   try:
     line = proc.stdout.readline()
