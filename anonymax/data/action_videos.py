@@ -28,7 +28,7 @@ loading the test split never decodes the training videos. Features of an example
 
 Examples keep the dataset's list order (no shuffling). ``num_examples = n`` keeps n videos spread
 evenly over that list (the frame formula again, over videos), so a small subset still covers the
-classes. `load` reads a built split into a `pipeline.Split` whose queries ask `ACTION_PROMPT` as a
+classes. `load` reads a built split into a `records.Split` whose queries ask `ACTION_PROMPT` as a
 multiple-choice question: the class name in words is the answer, every class name in words a
 choice ("ApplyEyeMakeup" → "apply eye makeup", "brush_hair" → "brush hair").
 """
@@ -46,10 +46,10 @@ import tensorflow_datasets as tfds
 
 from anonymax.data import imaging
 from anonymax.data.builder import ArrayRecordBuilder
-from anonymax.data.pipeline import Split
-from anonymax.data.synthetic import ACTION_PROMPT
+from anonymax.data.records import Split
+from anonymax.data.synthetic_generator import ACTION_PROMPT
 from anonymax.metrics import normalize_class_name
-from anonymax.oracles.base import Query
+from anonymax.types import Query
 
 __all__ = [
   "ACTION_PROMPT",

@@ -27,11 +27,14 @@ import os
 
 from anonymax.data import action_videos
 from anonymax.data.action_videos import ActionVideoBuilder, ActionVideoConfig, Video
-from anonymax.data.pipeline import Split
+from anonymax.data.hmdb51_classes import CLASS_WORDS, CLASSES, VIDEOS_DIR
+from anonymax.data.pa_hmdb51_annotations import read_annotations
+from anonymax.data.records import Split
 
 __all__ = [
   "CLASSES",
   "CLASS_WORDS",
+  "VIDEOS_DIR",
   "AnonymaxHmdb51",
   "Hmdb51Config",
   "list_videos",
@@ -39,16 +42,6 @@ __all__ = [
   "make_config",
 ]
 
-CLASSES = (
-  "brush_hair", "cartwheel", "catch", "chew", "clap", "climb", "climb_stairs", "dive",
-  "draw_sword", "dribble", "drink", "eat", "fall_floor", "fencing", "flic_flac", "golf",
-  "handstand", "hit", "hug", "jump", "kick", "kick_ball", "kiss", "laugh", "pick", "pour",
-  "pullup", "punch", "push", "pushup", "ride_bike", "ride_horse", "run", "shake_hands",
-  "shoot_ball", "shoot_bow", "shoot_gun", "sit", "situp", "smile", "smoke", "somersault", "stand",
-  "swing_baseball", "sword", "sword_exercise", "talk", "throw", "turn", "walk", "wave",
-)  # fmt: skip
-CLASS_WORDS = action_videos.class_words(CLASSES)  # "brush hair", ..., "wave"
-VIDEOS_DIR = "hmdb51"
 SPLITS_DIR = "testTrainMulti_7030_splits"
 SPLIT_IDS = {"train": "1", "test": "2"}  # and "0": the video is in neither set
 
@@ -160,9 +153,7 @@ class AnonymaxHmdb51(ActionVideoBuilder):
     cfg = self.builder_config
     exclude = frozenset()
     if cfg.exclude_pa_hmdb51:
-      from anonymax.data import pa_hmdb51  # imported here: it builds on this module
-
-      exclude = frozenset(name.split("/")[1] for name in pa_hmdb51.read_annotations(root))
+      exclude = frozenset(name.split("/")[1] for name in read_annotations(root))
     return list_videos(root, cfg.split, cfg.split_number, exclude=exclude)
 
 

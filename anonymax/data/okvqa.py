@@ -47,8 +47,8 @@ import tensorflow_datasets as tfds
 
 from anonymax.data import imaging
 from anonymax.data.builder import ArrayRecordBuilder
-from anonymax.data.pipeline import Split, read_records, text
-from anonymax.oracles.base import Query
+from anonymax.data.records import Split, read_records, text
+from anonymax.types import Query
 
 __all__ = [
   "CATEGORIES",

@@ -27,7 +27,9 @@ Images come with one VQA question from a fixed set (`QUESTIONS`) and ten annotat
 (most agree; a few confuse a neighbouring answer or give a synonym). Clips animate the pose over T
 frames (the privacy attributes stay constant within a clip) and always ask for the action.
 
-`AnonymaxSynthetic` is the TFDS builder (array_record files, no TensorFlow needed to build or read).
+`AnonymaxSynthetic` is the TFDS builder (array_record files, no TensorFlow needed to build or read)
+and `load_split` reads one of its splits into memory. The vocabulary and `generate` live in
+`synthetic_generator` (numpy only) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -37,215 +39,59 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from anonymax.data import synthetic_scenes as scenes
 from anonymax.data.builder import ArrayRecordBuilder
-from anonymax.data.synthetic_scenes import ACTIONS, OBJECT_COLORS, SHAPES
+from anonymax.data.records import Split, check_split, read_records, text
+from anonymax.data.synthetic_generator import (
+  ACTION_PROMPT,
+  ACTIONS,
+  ANNOTATOR_ERROR_RATE,
+  ANSWER_VOCAB,
+  CHOICES,
+  COUNT_DIGITS,
+  COUNT_PROMPT,
+  COUNT_WORDS,
+  MAX_WRONG_ANSWERS,
+  MIN_IMAGE_SIZE,
+  NUM_ANSWERS,
+  OBJECT_COLORS,
+  PRIVACY_ATTRIBUTES,
+  QUESTION_TYPE_PROBS,
+  QUESTION_TYPES,
+  QUESTIONS,
+  SHAPES,
+  TEST_SEED_OFFSET,
+  check_sizes,
+  generate,
+  privacy_labels,
+)
+from anonymax.types import Query
 
 __all__ = [
   "ACTIONS",
   "ACTION_PROMPT",
+  "ANNOTATOR_ERROR_RATE",
   "ANSWER_VOCAB",
   "CHOICES",
+  "COUNT_DIGITS",
+  "COUNT_PROMPT",
+  "COUNT_WORDS",
+  "MAX_WRONG_ANSWERS",
+  "MIN_IMAGE_SIZE",
+  "NUM_ANSWERS",
   "OBJECT_COLORS",
   "PRIVACY_ATTRIBUTES",
   "QUESTIONS",
   "QUESTION_TYPES",
+  "QUESTION_TYPE_PROBS",
   "SHAPES",
   "TEST_SEED_OFFSET",
   "AnonymaxSynthetic",
   "SyntheticConfig",
   "generate",
+  "load_split",
   "make_config",
   "privacy_labels",
 ]
-
-PRIVACY_ATTRIBUTES = (
-  "a4_gender",
-  "a9_face_complete",
-  "a10_face_partial",
-  "a12_semi_nudity",
-  "a17_color",
-  "a64_rel_personal",
-  "a65_rel_social",
-)
-QUESTION_TYPES = ("action", "count", "color", "exists")
-ACTION_PROMPT = "What is the person doing?"
-COUNT_PROMPT = "How many objects are there?"
-# The finite set of prompts: (question_type, prompt).
-QUESTIONS = (
-  ("action", ACTION_PROMPT),
-  ("count", COUNT_PROMPT),
-  *(("color", f"What color is the {s}?") for s in SHAPES),
-  *(("exists", f"Is there a {s}?") for s in SHAPES),
-)
-COUNT_WORDS = ("one", "two", "three")
-COUNT_DIGITS = ("1", "2", "3")  # annotator synonyms of COUNT_WORDS (equal under VQA normalisation)
-ANSWER_VOCAB = (*ACTIONS, *COUNT_WORDS, *OBJECT_COLORS, "yes", "no", *COUNT_DIGITS)
-# The options of each question type (multiple-choice `Query.choices`).
-CHOICES = {
-  "action": ACTIONS,
-  "count": COUNT_WORDS,
-  "color": OBJECT_COLORS,
-  "exists": ("yes", "no"),
-}
-NUM_ANSWERS = 10
-MIN_IMAGE_SIZE = 32  # below this the face and the card are no longer drawable
-# How often each question type is asked of an image (action first: it needs the pose).
-QUESTION_TYPE_PROBS = (0.4, 0.2, 0.2, 0.2)
-ANNOTATOR_ERROR_RATE = 0.1
-MAX_WRONG_ANSWERS = 3  # the majority of the ten answers is always the truth
-_CHUNK_FRAMES = (
-  256  # scenes are drawn in fixed-size chunks, so generate(n) is a prefix of generate(m > n)
-)
-TEST_SEED_OFFSET = 1_000_003  # the test split of seed s is generate(..., seed=s + TEST_SEED_OFFSET)
-
-
-def _check(image_size: int, clip_length: int, **counts: int) -> None:
-  """Raises a ValueError naming the first bad field."""
-  if int(image_size) != image_size or image_size < MIN_IMAGE_SIZE:
-    raise ValueError(f"image_size={image_size!r}: must be an integer >= {MIN_IMAGE_SIZE}")
-  if int(clip_length) != clip_length or clip_length < 0:
-    raise ValueError(f"clip_length={clip_length!r}: must be an integer >= 0 (0 = still images)")
-  for field, value in counts.items():
-    if int(value) != value or value < 0:
-      raise ValueError(f"{field}={value!r}: must be an integer >= 0")
-
-
-def privacy_labels(sc: dict[str, np.ndarray]) -> np.ndarray:
-  """Multi-hot privacy vector of scenes, float32 [n, 7] in `PRIVACY_ATTRIBUTES` order."""
-  return np.stack(
-    [
-      sc["long_hair"],
-      sc["face"] == scenes.FACE_COMPLETE,
-      sc["face"] == scenes.FACE_PARTIAL,
-      sc["bare_torso"],
-      sc["skin_tone"] >= scenes.NUM_SKIN_TONES // 2,
-      sc["card"],
-      sc["companion"],
-    ],
-    axis=1,
-  ).astype(np.float32)
-
-
-def _ask(rng: np.random.Generator, sc: dict[str, np.ndarray], clips: bool):
-  """Draws one question per scene: (question_type [n], prompt [n], truth [n], confusions)."""
-  n = sc["action"].shape[0]
-  qtype = np.zeros(n, np.int64) if clips else rng.choice(4, n, p=QUESTION_TYPE_PROBS)
-  pick = rng.random((n, 2))  # which shape a color/exists question is about
-  prompts, truths, types = [], [], []
-  for i in range(n):
-    kind = QUESTION_TYPES[qtype[i]]
-    present = sc["object_shape"][i][sc["object_slot"][i]]
-    if kind == "action":
-      prompt, truth = ACTION_PROMPT, ACTIONS[sc["action"][i]]
-    elif kind == "count":
-      prompt, truth = COUNT_PROMPT, COUNT_WORDS[sc["num_objects"][i] - 1]
-    elif kind == "color":
-      k = int(pick[i, 0] * len(present))
-      slot = int(np.flatnonzero(sc["object_slot"][i])[k])
-      prompt = f"What color is the {SHAPES[sc['object_shape'][i, slot]]}?"
-      truth = OBJECT_COLORS[sc["object_color"][i, slot]]
-    else:
-      # Half the time ask about a shape that is there, half about one that is not (if any).
-      absent = [s for s in range(len(SHAPES)) if s not in present]
-      pool = present if pick[i, 0] < 0.5 or not absent else absent
-      shape = int(pool[int(pick[i, 1] * len(pool))])
-      prompt, truth = f"Is there a {SHAPES[shape]}?", "yes" if shape in present else "no"
-    prompts.append(prompt)
-    truths.append(truth)
-    types.append(kind)
-  return types, prompts, truths
-
-
-def _annotate(rng: np.random.Generator, types: list[str], truths: list[str]) -> np.ndarray:
-  """Ten annotator answers per question: object [n, 10].
-
-  Each annotator errs with probability `ANNOTATOR_ERROR_RATE` (at most `MAX_WRONG_ANSWERS` per
-  question); an error is another answer of the same type, or, for counts, half the time the digit
-  synonym of the truth ("2" for "two").
-  """
-  n = len(truths)
-  err = rng.random((n, NUM_ANSWERS)) < ANNOTATOR_ERROR_RATE
-  err &= np.cumsum(err, axis=1) <= MAX_WRONG_ANSWERS
-  which = rng.random((n, NUM_ANSWERS))
-  synonym = rng.random((n, NUM_ANSWERS)) < 0.5
-  out = np.empty((n, NUM_ANSWERS), dtype=object)
-  for i in range(n):
-    others = [a for a in CHOICES[types[i]] if a != truths[i]]
-    for j in range(NUM_ANSWERS):
-      if not err[i, j]:
-        out[i, j] = truths[i]
-      elif types[i] == "count" and synonym[i, j]:
-        out[i, j] = COUNT_DIGITS[COUNT_WORDS.index(truths[i])]
-      else:
-        out[i, j] = others[int(which[i, j] * len(others))]
-  return out
-
-
-def _generate_chunk(seed: int, index: int, n: int, image_size: int, clip_length: int):
-  """One fixed-size chunk of `n` examples, seeded by (seed, index)."""
-  rng = np.random.default_rng([seed, index])
-  sc = scenes.sample_scenes(rng, n)
-  types, prompts, truths = _ask(rng, sc, clips=clip_length > 0)
-  answers = _annotate(rng, types, truths)
-  if clip_length:
-    # One frame per time step; the pose cycles once over the clip from a random phase.
-    frames = {k: np.repeat(v, clip_length, axis=0) for k, v in sc.items()}
-    step = 2 * np.pi * np.arange(clip_length, dtype=np.float32) / clip_length
-    frames["phase"] = (sc["phase"][:, None] + step[None, :]).reshape(-1)
-    pixels = scenes.render(frames, image_size, rng)
-    pixels = pixels.reshape(n, clip_length, image_size, image_size, 3)
-  else:
-    pixels = scenes.render(sc, image_size, rng)
-  return {
-    "clip" if clip_length else "image": pixels,
-    "privacy": privacy_labels(sc),
-    "action": sc["action"].astype(np.int32),
-    "question": np.array(prompts, dtype=object),
-    "answers": answers,
-    "question_type": np.array(types, dtype=object),
-  }
-
-
-def generate(
-  num_examples: int, *, seed: int, image_size: int = 64, clip_length: int = 0
-) -> dict[str, np.ndarray]:
-  """Generates the synthetic benchmark, deterministically from `seed`.
-
-  Examples are drawn in fixed-size chunks seeded by (seed, chunk index), so the result does not
-  depend on the machine, and `generate(n)` is the first n examples of `generate(m)` for m > n.
-
-  Args:
-    num_examples: N.
-    seed: integer seed.
-    image_size: side S in pixels (>= 32).
-    clip_length: T frames per clip; 0 for still images.
-
-  Returns:
-    ``"image"`` uint8 [N, S, S, 3] (clip_length == 0) or ``"clip"`` uint8 [N, T, S, S, 3];
-    ``"privacy"`` float32 [N, 7] multi-hot in `PRIVACY_ATTRIBUTES` order; ``"action"`` int32 [N]
-    (index into `ACTIONS`); ``"question"`` object [N]; ``"answers"`` object [N, 10];
-    ``"question_type"`` object [N] (one of `QUESTION_TYPES`).
-  """
-  _check(image_size, clip_length, num_examples=num_examples)
-  if int(seed) != seed or seed < 0:
-    raise ValueError(f"seed={seed!r}: must be a non-negative integer")
-  chunk = max(1, _CHUNK_FRAMES // max(clip_length, 1))
-  parts = []
-  for index in range(-(-num_examples // chunk)):
-    part = _generate_chunk(int(seed), index, chunk, int(image_size), int(clip_length))
-    parts.append({k: v[: num_examples - index * chunk] for k, v in part.items()})
-  if not parts:
-    shape = (0, clip_length) if clip_length else (0,)
-    return {
-      "clip" if clip_length else "image": np.zeros((*shape, image_size, image_size, 3), np.uint8),
-      "privacy": np.zeros((0, len(PRIVACY_ATTRIBUTES)), np.float32),
-      "action": np.zeros(0, np.int32),
-      "question": np.zeros(0, object),
-      "answers": np.zeros((0, NUM_ANSWERS), object),
-      "question_type": np.zeros(0, object),
-    }
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,7 +110,7 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 
 
 def _new_config(image_size, clip_length, num_train, num_test, seed) -> SyntheticConfig:
-  _check(image_size, clip_length, num_train=num_train, num_test=num_test)
+  check_sizes(image_size, clip_length, num_train=num_train, num_test=num_test)
   if num_train == 0 and num_test == 0:
     raise ValueError("num_train=0 and num_test=0: at least one split must hold examples")
   if int(seed) != seed or seed < 0:
@@ -355,3 +201,82 @@ class AnonymaxSynthetic(ArrayRecordBuilder):
     data = generate(num_examples, seed=seed, image_size=cfg.image_size, clip_length=cfg.clip_length)
     for i in range(num_examples):
       yield i, {k: v[i] for k, v in data.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading.
+
+
+def load_split(
+  split: str,
+  *,
+  data_dir: str | None = None,
+  image_size: int = 64,
+  clip_length: int = 0,
+  num_examples: int | None = None,
+  num_train: int | None = None,
+  num_test: int | None = None,
+  seed: int = 0,
+) -> Split:
+  """One split of the synthetic benchmark in memory, building its TFDS config first if missing.
+
+  Args:
+    split: ``"train"`` or ``"test"``, optionally sliced as TFDS allows (``"train[:100]"``).
+    data_dir: TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    image_size: side S in pixels (>= 32).
+    clip_length: T frames per clip; 0 for still images.
+    num_examples: the size of the requested split; only that split is built. Not with
+      num_train/num_test.
+    num_train, num_test: the sizes of both splits, built together (default 4000 and 1000).
+    seed: the data seed. A split's content depends only on (seed, image_size, clip_length) and its
+      size, never on the other split's size.
+
+  Returns:
+    A `Split`: visuals uint8 [N, S, S, 3] (or [N, T, S, S, 3]), privacy float32 [N, 7] in
+    `PRIVACY_ATTRIBUTES` order, labels the actions (into `ACTIONS`). Images ask their VQA question
+    with its ten answers and the options of its type (`CHOICES`); clips ask `ACTION_PROMPT`
+    among `ACTIONS`.
+  """
+  base = check_split(split).split("[")[0]
+  if num_examples is not None:
+    if num_train is not None or num_test is not None:
+      raise ValueError("num_examples: give either num_examples or num_train/num_test, not both")
+    if int(num_examples) != num_examples or num_examples < 1:
+      raise ValueError(f"num_examples={num_examples!r}: must be an integer >= 1")
+    # Build the requested split alone (the other one is left empty).
+    num_train, num_test = (num_examples, 0) if base == "train" else (0, num_examples)
+  else:
+    num_train = 4000 if num_train is None else num_train
+    num_test = 1000 if num_test is None else num_test
+  if (num_train if base == "train" else num_test) == 0:
+    raise ValueError(f"num_{base}=0: split {split!r} would be empty")
+  config = make_config(
+    image_size=image_size,
+    clip_length=clip_length,
+    num_train=num_train,
+    num_test=num_test,
+    seed=seed,
+  )
+  records = read_records(AnonymaxSynthetic.name, config, split, data_dir=data_dir)
+  key = "clip" if clip_length else "image"
+  shape = (clip_length, image_size, image_size, 3) if clip_length else (image_size,) * 2 + (3,)
+  visuals = np.stack([r[key] for r in records]) if records else np.zeros((0, *shape), np.uint8)
+  privacy = np.array([r["privacy"] for r in records], np.float32).reshape(
+    -1, len(PRIVACY_ATTRIBUTES)
+  )
+  labels = np.array([r["action"] for r in records], np.int32).reshape(-1)
+  queries = []
+  for r in records:
+    if clip_length:
+      queries.append(Query(ACTION_PROMPT, (ACTIONS[int(r["action"])],), ACTIONS))
+    else:
+      answers = tuple(text(a) for a in r["answers"])
+      queries.append(Query(text(r["question"]), answers, CHOICES[text(r["question_type"])]))
+  return Split(
+    visuals=visuals,
+    privacy=privacy,
+    queries=queries,
+    labels=labels,
+    attribute_names=PRIVACY_ATTRIBUTES,
+    class_names=ACTIONS,
+  )

@@ -25,7 +25,7 @@ import os
 
 from anonymax.data import action_videos
 from anonymax.data.action_videos import ActionVideoBuilder, ActionVideoConfig, Video
-from anonymax.data.pipeline import Split
+from anonymax.data.records import Split
 
 __all__ = [
   "CLASSES",

@@ -25,7 +25,7 @@ its name (``2017_10000001``) as the id; one without ``image_path`` points to
 with no private content (``a0_safe`` is never a target: such an image has an all-zero vector).
 
 Splits: our ``"train"`` is VISPR's ``train2017`` (10,000 images) and ``"test"`` is ``test2017``.
-``val2017`` is not used (`anonymax.data.pipeline` knows train and test only). Both folders of
+``val2017`` is not used (`anonymax.data.records` knows train and test only). Both folders of
 annotations are needed to build the dataset; images are read only when listed.
 
 Attribute sets (config field ``attributes``):
@@ -52,9 +52,10 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from anonymax.data import imaging, pipeline
+from anonymax.data import imaging
 from anonymax.data.builder import ArrayRecordBuilder
-from anonymax.oracles.base import Query
+from anonymax.data.records import Split, read_records
+from anonymax.types import Query
 
 __all__ = [
   "ALL_ATTRIBUTES",
@@ -349,7 +350,7 @@ def load_split(
   image_size: int = 224,
   attributes: str = "paper",
   num_examples: int | None = None,
-) -> pipeline.Split:
+) -> Split:
   """Loads one VISPR split into memory, building the TFDS dataset first if missing.
 
   Args:
@@ -362,11 +363,11 @@ def load_split(
     num_examples: keep the first N examples of the split (None: all).
 
   Returns:
-    A `pipeline.Split`: visuals uint8 [N, S, S, 3], privacy float32 [N, P],
+    A `Split`: visuals uint8 [N, S, S, 3], privacy float32 [N, P],
     queries ``[QUERY] * N``, labels -1, attribute_names the P ids, class_names ().
   """
   config = make_config(image_size=image_size, attributes=attributes)
-  records = pipeline.read_records(
+  records = read_records(
     Vispr.name,
     config,
     split,
@@ -379,7 +380,7 @@ def load_split(
   names = ATTRIBUTE_SETS[config.attributes]
   visuals = np.stack([r["image"] for r in records]) if records else np.zeros((0, s, s, 3), np.uint8)
   privacy = np.array([r["privacy"] for r in records], np.float32).reshape(-1, len(names))
-  return pipeline.Split(
+  return Split(
     visuals=visuals,
     privacy=privacy,
     queries=[QUERY] * n,

@@ -38,7 +38,7 @@ TEST = {
 }
 
 
-def _write_split(root: pathlib.Path, split: str, questions: dict) -> None:
+def write_split(root: pathlib.Path, split: str, questions: dict) -> None:
   q_name, a_name, folder = okvqa.SPLIT_SOURCES[split]
   # The files list questions in no particular order; the builder sorts them by question_id.
   order = sorted(questions, reverse=True)
@@ -94,8 +94,8 @@ def manual_dir(tmp_path_factory) -> pathlib.Path:
     path.parent.mkdir(exist_ok=True)
     pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(pixels).convert(mode).save(path, quality=90)
-  _write_split(root, "train", TRAIN)
-  _write_split(root, "test", TEST)
+  write_split(root, "train", TRAIN)
+  write_split(root, "test", TEST)
   return root
 
 

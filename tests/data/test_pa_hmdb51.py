@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from anonymax.data import action_videos, hmdb51, pa_hmdb51, pipeline, video_files
-from anonymax.oracles.base import Query
+from anonymax.types import Query
 from tests.data.video_fixtures import frame_ids, frames_of
 
 T, S = 4, 16

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import sys
+import types
 
 import numpy as np
 import pytest
 
 from anonymax.data import pipeline, synthetic
-from anonymax.oracles.base import Query
+from anonymax.types import Query
 
 SMALL = {"image_size": 32, "num_train": 6, "num_test": 4, "seed": 3}
 
@@ -114,6 +116,81 @@ def test_load_split_errors_name_the_field(tmp_path, dataset, split, kwargs, fiel
   with pytest.raises(ValueError, match=field):
     pipeline.load_split(dataset, split, data_dir=str(tmp_path), **kwargs)
   assert not (tmp_path / "anonymax_synthetic").exists()  # nothing built for a bad request
+
+
+def _assert_splits_equal(a, b):
+  np.testing.assert_array_equal(a.visuals, b.visuals)
+  np.testing.assert_array_equal(a.privacy, b.privacy)
+  np.testing.assert_array_equal(a.labels, b.labels)
+  assert a.queries == b.queries
+  assert (a.attribute_names, a.class_names) == (b.attribute_names, b.class_names)
+
+
+@pytest.mark.parametrize("clip_length", [0, 2])
+def test_synthetic_loads_like_any_dataset_through_its_module(data_dir, monkeypatch, clip_length):
+  kw = {"image_size": 32, "clip_length": clip_length, "num_examples": 3, "seed": 5}
+  calls = []
+  real = synthetic.load_split
+
+  @functools.wraps(real)
+  def spy(split, **kwargs):
+    calls.append((split, kwargs))
+    return real(split, **kwargs)
+
+  # pipeline.load_split("synthetic", ...) must be anonymax.data.synthetic.load_split(...).
+  monkeypatch.setattr(synthetic, "load_split", spy)
+  via_pipeline = pipeline.load_split("synthetic", "train", data_dir=data_dir, **kw)
+  assert calls == [("train", {"data_dir": data_dir, **kw})]
+  monkeypatch.undo()
+  direct = synthetic.load_split("train", data_dir=data_dir, **kw)
+  assert len(direct) == 3 and direct.is_video == bool(clip_length)
+  _assert_splits_equal(via_pipeline, direct)
+  ref = synthetic.generate(3, seed=5, image_size=32, clip_length=clip_length)
+  np.testing.assert_array_equal(direct.visuals, ref["clip" if clip_length else "image"])
+
+
+def test_pipeline_dispatches_any_dataset_module_the_same_way(monkeypatch):
+  # A dataset module pipeline has never heard of: found by name, options checked by its signature.
+  seen = []
+
+  def load_split(split, *, data_dir=None, size=2):
+    seen.append((split, data_dir, size))
+    return synthetic.load_split  # a sentinel: pipeline must return whatever the module returns
+
+  toy = types.ModuleType("anonymax.data.toy_set")
+  toy.load_split = load_split
+  monkeypatch.setitem(sys.modules, "anonymax.data.toy_set", toy)
+  assert pipeline.load_split("toy_set", "test[:1]", size=5) is synthetic.load_split
+  assert seen == [("test[:1]", None, 5)]
+  with pytest.raises(ValueError) as e:
+    pipeline.load_split("toy_set", "test", colour=1)
+  assert str(e.value) == "load_split('toy_set'): unknown option(s) ['colour']; known: ('size',)"
+  with pytest.raises(ValueError, match="split='val'"):
+    pipeline.load_split("toy_set", "val")
+  assert len(seen) == 1  # a bad request never reaches the dataset
+
+
+@pytest.mark.parametrize(
+  "dataset", ["synthetic", "okvqa", "vispr", "ucf101", "hmdb51", "pa_hmdb51"]
+)
+def test_unknown_option_is_one_line_naming_it(tmp_path, dataset):
+  with pytest.raises(ValueError) as e:
+    pipeline.load_split(dataset, "test", data_dir=str(tmp_path), colour=1, num_examples=2)
+  message = str(e.value)
+  assert "\n" not in message
+  assert message.startswith(f"load_split({dataset!r}): unknown option(s) ['colour']; known: (")
+  assert "'num_examples'" in message.split("known:")[1]  # the dataset's real options are listed
+  assert not any(tmp_path.iterdir())  # nothing built for a bad request
+
+
+def test_synthetic_load_split_checks_its_own_arguments(tmp_path):
+  with pytest.raises(ValueError, match="split='val'"):
+    synthetic.load_split("val", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="num_examples"):
+    synthetic.load_split("train", data_dir=str(tmp_path), num_examples=2, num_train=2)
+  with pytest.raises(ValueError, match="image_size"):
+    synthetic.load_split("train", data_dir=str(tmp_path), image_size=8)
+  assert not any(tmp_path.iterdir())
 
 
 def test_split_validates_its_fields():

@@ -81,7 +81,7 @@ ALL_TRAIN_ON = [
 ALL_TEST_ON = [["a4_gender", "a65_rel_social"], ["a19_name_full", "a31_passport"]]
 
 
-def _write_release(root: pathlib.Path) -> pathlib.Path:
+def write_release(root: pathlib.Path) -> pathlib.Path:
   """Writes the fixture as the release lays it out; returns the manual dir."""
   rng = np.random.default_rng(0)
   for folder, table in (("train2017", TRAIN), ("test2017", TEST)):
@@ -103,7 +103,7 @@ def _image(manual: pathlib.Path, folder: str, image_id: str) -> np.ndarray:
 def built(tmp_path_factory):
   """(data_dir, manual_dir) with the fixture; each config is built on first load."""
   root = tmp_path_factory.mktemp("vispr")
-  return str(root / "tfds"), _write_release(root / "manual")
+  return str(root / "tfds"), write_release(root / "manual")
 
 
 def test_paper_attributes_images_and_order(built):
@@ -207,7 +207,7 @@ def test_missing_annotation_folders_one_error_naming_them(tmp_path):
       "train", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "nowhere"), image_size=S
     )
   # Only the test folder missing: only it is named.
-  _write_release(tmp_path / "one")
+  write_release(tmp_path / "one")
   shutil.rmtree(tmp_path / "one" / "annotations" / "test2017")
   with pytest.raises(ValueError) as e:
     vispr.read_annotations(str(tmp_path / "one"), "train")
@@ -224,7 +224,7 @@ def test_missing_annotation_folders_one_error_naming_them(tmp_path):
   ],
 )
 def test_bad_annotation_names_the_file(tmp_path, content, match):
-  manual = _write_release(tmp_path / "manual")
+  manual = write_release(tmp_path / "manual")
   path = manual / "annotations" / "train2017" / "2017_10000002.json"
   path.write_text(content)
   with pytest.raises(ValueError, match=match) as e:
@@ -233,7 +233,7 @@ def test_bad_annotation_names_the_file(tmp_path, content, match):
 
 
 def test_missing_or_unreadable_image_names_it(tmp_path):
-  manual = _write_release(tmp_path / "manual")
+  manual = write_release(tmp_path / "manual")
   image = manual / "images" / "train2017" / "2017_10000001.jpg"
   image.unlink()
   with pytest.raises(ValueError, match="not found") as e:
@@ -248,7 +248,7 @@ def test_missing_or_unreadable_image_names_it(tmp_path):
 
 
 def test_unknown_label_is_an_error_for_all_only(tmp_path):
-  manual = _write_release(tmp_path / "manual")
+  manual = write_release(tmp_path / "manual")
   path = manual / "annotations" / "test2017" / "2017_20000001.json"
   anno = json.loads(path.read_text())
   path.write_text(json.dumps({**anno, "labels": ["a4_gender", "a999_made_up"]}))
@@ -260,7 +260,7 @@ def test_unknown_label_is_an_error_for_all_only(tmp_path):
 
 
 def test_annotation_without_id_or_image_path_uses_the_file_name(tmp_path):
-  manual = _write_release(tmp_path / "manual")
+  manual = write_release(tmp_path / "manual")
   path = manual / "annotations" / "train2017" / "2017_10000003.json"
   path.write_text(json.dumps({"labels": ["a17_color"]}))
   records = vispr.read_annotations(str(manual), "train")

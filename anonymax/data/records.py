@@ -1,0 +1,133 @@
+"""What every dataset module shares: the in-memory `Split` and reading a built TFDS split.
+
+A split is small enough to hold in host memory (the oracle, not the input pipeline, bounds the
+training speed), so a dataset's ``load_split`` reads its TFDS split once through
+`tfds.data_source` (array_record, random access, no TensorFlow; `read_records`) and returns a
+`Split` of plain numpy arrays and `Query` objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from anonymax.types import Query
+
+__all__ = ["SPLIT_PATTERN", "Split", "check_split", "read_records", "text"]
+
+# "train" or "test", optionally sliced as TFDS allows ("train[:100]", "test[10%:]").
+SPLIT_PATTERN = re.compile(r"^(train|test)(\[[^\]]*\])?$")
+
+
+@dataclasses.dataclass
+class Split:
+  """One split of a dataset, in memory.
+
+  Attributes:
+    visuals: uint8 [N, H, W, 3] images or uint8 [N, T, H, W, 3] clips.
+    privacy: float32 [N, P] multi-hot privacy attributes (order: `attribute_names`).
+    queries: N `Query` objects (prompt, reference answers, choices).
+    labels: int32 [N] class ids into `class_names` (the action), or -1 where there is none.
+    attribute_names: the P privacy attribute names.
+    class_names: the class names that `labels` index.
+  """
+
+  visuals: np.ndarray
+  privacy: np.ndarray
+  queries: list[Query]
+  labels: np.ndarray
+  attribute_names: tuple[str, ...]
+  class_names: tuple[str, ...]
+
+  def __post_init__(self):
+    n = self.visuals.shape[0]
+    if self.visuals.dtype != np.uint8 or self.visuals.ndim not in (4, 5):
+      raise ValueError(
+        f"Split.visuals: expected uint8 [N,H,W,3] or [N,T,H,W,3], got {self.visuals.dtype} "
+        f"{self.visuals.shape}"
+      )
+    if self.privacy.shape != (n, len(self.attribute_names)):
+      raise ValueError(
+        f"Split.privacy: expected shape {(n, len(self.attribute_names))}, got {self.privacy.shape}"
+      )
+    if len(self.queries) != n or self.labels.shape != (n,):
+      raise ValueError(
+        f"Split: {n} visuals but {len(self.queries)} queries and labels {self.labels.shape}"
+      )
+
+  def __len__(self) -> int:
+    return self.visuals.shape[0]
+
+  @property
+  def is_video(self) -> bool:
+    return self.visuals.ndim == 5
+
+  def subset(self, indices: Sequence[int] | np.ndarray) -> Split:
+    """The examples at `indices` (e.g. one batch from `pipeline.batch_indices`), as a new Split."""
+    idx = np.asarray(indices, np.int64)
+    return Split(
+      visuals=self.visuals[idx],
+      privacy=self.privacy[idx],
+      queries=[self.queries[i] for i in idx],
+      labels=self.labels[idx],
+      attribute_names=self.attribute_names,
+      class_names=self.class_names,
+    )
+
+
+def check_split(split) -> str:
+  """`split` if it matches `SPLIT_PATTERN`; otherwise a ValueError naming the field."""
+  if not isinstance(split, str) or not SPLIT_PATTERN.match(split):
+    raise ValueError(
+      f"split={split!r}: must be 'train' or 'test', optionally sliced (e.g. 'train[:100]')"
+    )
+  return split
+
+
+def text(value) -> str:
+  """A string feature read back from TFDS (bytes or str) as str."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_records(
+  name: str,
+  config,
+  split: str,
+  *,
+  data_dir: str | None = None,
+  manual_dir: str | None = None,
+  num_examples: int | None = None,
+) -> list[dict]:
+  """The first `num_examples` records (all if None) of `split` of TFDS dataset `name`.
+
+  Builds `config` first if needed, reading the user's files from `manual_dir` (default: TFDS's
+  <data_dir>/downloads/manual). The split may be sliced ("train[:100]").
+
+  Raises:
+    ValueError: naming the field, for a bad split or num_examples.
+  """
+  # Imported here: TFDS takes a second to import and only loading needs it.
+  import tensorflow_datasets as tfds
+
+  check_split(split)
+  if num_examples is not None and (
+    isinstance(num_examples, bool) or int(num_examples) != num_examples or num_examples < 1
+  ):
+    raise ValueError(f"num_examples={num_examples!r}: must be an integer >= 1")
+  download_config = tfds.download.DownloadConfig(
+    manual_dir=None if manual_dir is None else os.fspath(manual_dir)
+  )
+  source = tfds.data_source(
+    name,
+    split=split,
+    data_dir=data_dir,
+    builder_kwargs={"config": config, "file_format": "array_record"},
+    download=True,
+    download_and_prepare_kwargs={"download_config": download_config},
+  )
+  n = len(source) if num_examples is None else min(int(num_examples), len(source))
+  return source.__getitems__(list(range(n))) if n else []
