@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from anonymax import optim
 
@@ -117,7 +118,6 @@ def mlp_problem(setup: Setup) -> Problem:
   hidden = max(1, round((setup.dim - MLP_OUT) / (MLP_IN + 1 + MLP_OUT)))
   shapes = [(MLP_IN, hidden), (hidden,), (hidden, MLP_OUT), (MLP_OUT,)]
   sizes = [int(np.prod(s)) for s in shapes]
-  dim = sum(sizes)
 
   def forward(theta, x):
     w1, b1, w2, b2 = (p.reshape(s) for p, s in zip(jnp.split(theta, np.cumsum(sizes)[:-1]), shapes))
@@ -147,16 +147,15 @@ def mlp_problem(setup: Setup) -> Problem:
     y = forward(teacher, x) + setup.noise * jax.random.normal(ke, (setup.batch, MLP_OUT))
     return lambda theta: 0.5 * jnp.mean(jnp.sum((forward(theta, x) - y) ** 2, axis=-1))
 
-  return Problem(dim, init, oracle, loss, 10)
+  return Problem(sum(sizes), init, oracle, loss, 10)
 
 
 def make_problem(setup: Setup) -> Problem:
   """The black box named by ``setup.problem``."""
-  if setup.problem == "regression":
-    return regression_problem(setup)
-  if setup.problem == "mlp":
-    return mlp_problem(setup)
-  raise ValueError(f"--problem must be 'regression' or 'mlp', got {setup.problem!r}")
+  problems = {"regression": regression_problem, "mlp": mlp_problem}
+  if setup.problem not in problems:
+    raise ValueError(f"--problem must be 'regression' or 'mlp', got {setup.problem!r}")
+  return problems[setup.problem](setup)
 
 
 def hessian_trace(problem: Problem, setup: Setup, probes: int = 8) -> float:
@@ -168,8 +167,7 @@ def hessian_trace(problem: Problem, setup: Setup, probes: int = 8) -> float:
     v = optim.rademacher_like(key, theta0)
     return jnp.vdot(v, jax.jvp(grad, (theta0,), (v,))[1])
 
-  keys = jax.random.split(jax.random.key(1), probes)
-  return float(jnp.mean(jax.lax.map(one, keys)))
+  return float(jnp.mean(jax.lax.map(one, jax.random.split(jax.random.key(1), probes))))
 
 
 def _cos(u: jax.Array, v: jax.Array) -> jax.Array:
@@ -184,43 +182,36 @@ def _pearson(mx, my, mxx, myy, mxy) -> jax.Array:
   return jnp.where(ok, (mxy - mx * my) / jnp.sqrt(jnp.where(ok, vx * vy, 1.0)), 0.0)
 
 
-def evals_per_step(method: str, setup: Setup) -> int:
-  """Oracle calls of one step: 2 per SPSA pair, 2n for antithetic ES."""
-  return 2 * setup.es_directions if method == "es" else optim.count_evaluations(1)
+def estimator_for(method: str, setup: Setup) -> optim.ZOEstimator:
+  """``method``'s ask/tell estimator, chosen by the optimizer factory as for the trainer."""
+  pairs = setup.es_directions if method == "es" else 1
+  return optim.make_optimizer({"zo_method": method, "num_samples": pairs}).estimator
 
 
 def make_runner(method: str, setup: Setup, history: History = History()):
   """Builds a jitted ``run(a, seeds [S], max_calls) -> dict of [S] arrays``.
 
-  Each seed is one independent optimisation (vmapped) with its own problem instance; the loop
-  is a ``lax.while_loop`` over chunks of ``check_every`` steps that stops once every run has hit
-  the target, diverged or spent ``max_calls`` (≤ the budget; a smaller cap prunes hopeless grid
-  points). A run that does not reach the target counts as ``setup.budget`` calls whatever its
-  cap. At each check it also records cos(ĝ_k, ∇L), cos(update_k, ∇L), I_k, and for ours
-  cos(mean C_g, ∇L) and the age of the entries of C_g (averages over the checks).
+  Each seed is one independent optimisation (vmapped) with its own problem instance; the loop is
+  a ``lax.while_loop`` over chunks of ``check_every`` steps that stops once every run has hit the
+  target, diverged or spent ``max_calls`` (≤ the budget; a smaller cap prunes hopeless grid
+  points). A run that misses the target counts as ``setup.budget`` calls whatever its cap. At
+  each check it also records cos(ĝ_k, ∇L), cos(update_k, ∇L), I_k, and for ours cos(mean C_g,
+  ∇L) and the age of the entries of C_g (averages over the checks).
   """
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   problem = make_problem(setup)
-  per_step, every = evals_per_step(method, setup), problem.check_every
+  estimator = estimator_for(method, setup)
+  per_step, every = estimator.num_evaluations, problem.check_every
   big_a = setup.stability * (setup.budget // per_step)
   # Unit gains multiplied by the (traced) grid value a: the schedules validate a > 0 eagerly.
-  if method == "spsa_gc":
-    lr_unit = optim.blackvip_learning_rate(1.0, big_a, 0.602)
-    c_sched = optim.blackvip_perturbation(setup.c, 0.101)
-  else:
-    lr_unit = optim.spall_learning_rate(1.0, big_a, 0.602)
-    c_sched = optim.spall_perturbation(setup.c, 0.101)
+  gc = method == "spsa_gc"
+  lr_unit = (optim.blackvip_learning_rate if gc else optim.spall_learning_rate)(1.0, big_a, 0.602)
+  c_sched = (optim.blackvip_perturbation if gc else optim.spall_perturbation)(setup.c, 0.101)
   if method == "ours":
-    h = history
-    transform = optim.critical_history(
-      h.memory_size, h.decay, h.gamma, h.b, selection=h.selection,
-      adjust_direction=h.adjust_direction, adjust_step=h.adjust_step,
-    )  # fmt: skip
-  elif method == "spsa_gc":
-    transform = optim.spsa_gc(setup.beta)
+    transform = optim.critical_history(**dataclasses.asdict(history))
   else:
-    transform = None
+    transform = optim.spsa_gc(setup.beta) if method == "spsa_gc" else optax.identity()
 
   def run_one(a, seed, max_calls):
     key = jax.random.key(seed)
@@ -230,31 +221,22 @@ def make_runner(method: str, setup: Setup, history: History = History()):
     max_chunks = max_calls // (per_step * every)
 
     def step(k, inner):
-      theta, opt_state, _ = inner
+      theta, (est_state, opt_state), _ = inner
       kb, kd = jax.random.split(jax.random.fold_in(run_key, k))
       loss_fn = problem.oracle(instance, kb)
-      c_k = c_sched(k)
-      if method == "es":
-        g_hat, _ = optim.es_gradient(loss_fn, theta, kd, c_k, setup.es_directions)
-      else:
-        draw = optim.uniform_rademacher_like if method == "spsa_gc" else optim.rademacher_like
-        delta = draw(kd, theta)
-        plus, minus = optim.perturb(theta, delta, c_k)
-        g_hat = optim.spsa_estimate(loss_fn(plus), loss_fn(minus), delta, c_k)
+      probes, asked = estimator.ask(kd, theta, est_state, scale=c_sched(k))
+      g_hat, est_state = estimator.tell(est_state, jax.vmap(loss_fn)(probes), asked)
       hist_mean, hist_age = jnp.zeros_like(theta), jnp.zeros(())
-      if transform is None:
-        update, new_state = g_hat, opt_state
-      else:
-        if method == "ours":
-          # C_g as Eq. 9 reads it (before ĝ_k may enter) and how long ago its entries were made.
-          hist_mean = optim.history_mean(opt_state)
-          present = jnp.arange(h.memory_size) < opt_state.count
-          ages = jnp.where(present, (k + 1 - opt_state.steps).astype(jnp.float32), 0.0)
-          hist_age = jnp.sum(ages) / jnp.maximum(opt_state.count, 1)
-        update, new_state = transform.update(g_hat, opt_state, theta)
+      if method == "ours":
+        # C_g as Eq. 9 reads it (before ĝ_k may enter) and how long ago its entries were made.
+        hist_mean = optim.history_mean(opt_state)
+        present = jnp.arange(history.memory_size) < opt_state.count
+        ages = jnp.where(present, (k + 1 - opt_state.steps).astype(jnp.float32), 0.0)
+        hist_age = jnp.sum(ages) / jnp.maximum(opt_state.count, 1)
+      update, new_state = transform.update(g_hat, opt_state, theta)
       indicator = new_state.indicator if method == "ours" else jnp.zeros(())
       last = (theta, g_hat, update, hist_mean, hist_age, indicator)
-      return theta - a * lr_unit(k) * update, new_state, last
+      return theta - a * lr_unit(k) * update, (est_state, new_state), last
 
     def chunk(carry):
       j, theta, opt_state, _, _, stats = carry
@@ -280,7 +262,7 @@ def make_runner(method: str, setup: Setup, history: History = History()):
       j, _, _, hit, bad, _ = carry
       return (j < max_chunks) & ~hit & ~bad
 
-    opt_state = transform.init(theta0) if transform is not None else ()
+    opt_state = (estimator.init(theta0), transform.init(theta0))
     init = (jnp.zeros((), jnp.int32), theta0, opt_state, False, False, jnp.zeros(11))
     j, theta, _, hit, bad, stats = jax.lax.while_loop(cond, chunk, init)
     mean = stats / jnp.maximum(j, 1)
@@ -314,12 +296,11 @@ def _score(out: dict) -> tuple[float, float]:
 def tune(run, a_grid: np.ndarray, seeds: np.ndarray, budget: int, max_extensions: int = 3):
   """Picks a on the log₂ grid by median calls over ``seeds``; extends the grid at an edge.
 
-  The same rule applies to every method. Grid points run from the centre outwards; each runs
-  with a cap of 1.25 × the best median so far (a point whose runs do not reach the target by
-  then has a larger median and cannot win, so the choice is the same as without the cap). If
-  the best a is the smallest or largest grid point (or every point diverged), two more points
-  (×2 apart) are added beyond that edge (below the grid if diverged), at most
-  ``max_extensions`` times.
+  The same rule applies to every method. Grid points run from the centre outwards, each with a
+  cap of 1.25 × the best median so far (a point whose runs miss the target by then has a larger
+  median and cannot win: the choice is the same as without the cap). If the best a is the
+  smallest or largest grid point (or every point diverged), two more points (×2 apart) are
+  added beyond that edge (below the grid if diverged), at most ``max_extensions`` times.
 
   Returns:
     ``(best_a, {a: (median calls, median final loss ratio)})`` for each grid point tried
@@ -452,11 +433,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
   """Tunes and compares the four methods, prints the tables and the ratio line."""
   args = parse_args(argv)
-  setup = Setup(
-    problem=args.problem, dim=args.dim, spectrum=args.spectrum, noise=args.noise,
-    batch=args.batch, target=args.target, budget=args.budget, stability=args.stability,
-    c=args.c, beta=args.beta, es_directions=args.es_directions,
-  )  # fmt: skip
+  setup = Setup(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Setup)})
   problem = make_problem(setup)
   tune_seeds = np.arange(args.seeds, dtype=np.uint32)
   eval_seeds = np.arange(1000, 1000 + args.seeds, dtype=np.uint32)
@@ -501,10 +478,8 @@ def main(argv: list[str] | None = None) -> dict:
       f"\n## Ours, one change at a time from m=5, d=0.9, γ=0.5, b=1 (a re-tuned each on"
       f" {s_grid[0]:.3g}..{s_grid[-1]:.3g}; {n} tuning + {n} evaluation seeds)\n"
     )
-    sens = []
-    for name, hist in [("ours (m=5, d=0.9, γ=0.5, b=1)", History())] + sensitivity_variants(
-      args.quick
-    ):
+    sens, variants = [], sensitivity_variants(args.quick)
+    for name, hist in [("ours (m=5, d=0.9, γ=0.5, b=1)", History())] + variants:
       run = make_runner("ours", setup, hist)
       a, _ = tune(run, s_grid, s_tune, args.budget)
       sens.append(evaluate(name, run, a, s_eval, args.budget))

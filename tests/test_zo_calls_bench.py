@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from anonymax import optim
+
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "zo_calls.py"
 _spec = importlib.util.spec_from_file_location("zo_calls", _PATH)
 zo = importlib.util.module_from_spec(_spec)
@@ -73,7 +75,28 @@ def test_mlp_size_and_teacher_is_optimal():
 
 def test_evals_per_step():
   setup = _setup(es_directions=3)
-  assert [zo.evals_per_step(m, setup) for m in zo.METHODS] == [2, 2, 6, 2]
+  assert [zo.estimator_for(m, setup).num_evaluations for m in zo.METHODS] == [2, 2, 6, 2]
+
+
+@pytest.mark.parametrize(
+  "method, name, pairs",
+  [("spsa", "spsa", 1), ("ours", "spsa", 1), ("spsa_gc", "spsa_gc", 1), ("es", "es", 3)],
+)
+def test_estimator_is_the_optimizers(method, name, pairs):
+  # The benchmark asks the factory for the estimator, so it probes as the trainer does.
+  setup = _setup(es_directions=3)
+  est = zo.estimator_for(method, setup)
+  want = optim.zo_estimator(name, num_samples=pairs)
+  theta, key = jnp.linspace(-1.0, 1.0, 6), jax.random.key(4)
+  got_sets, got_asked = est.ask(key, theta, est.init(theta), scale=0.1)
+  want_sets, want_asked = want.ask(key, theta, want.init(theta), scale=0.1)
+  np.testing.assert_array_equal(got_sets, want_sets)
+  assert got_sets.shape == (2 * pairs, 6)
+  losses = jnp.arange(2.0 * pairs)
+  np.testing.assert_array_equal(
+    est.tell(est.init(theta), losses, got_asked)[0],
+    want.tell(want.init(theta), losses, want_asked)[0],
+  )
 
 
 def _fake_run(best_log2: float, budget: int = 10_000):

@@ -1,11 +1,15 @@
 """anonymax.optim: the paper's black-box optimizer as composable optax transforms.
 
+* :mod:`~anonymax.optim.estimators`: the zeroth-order estimators (SPSA, SPSA-GC, ES) in ask/tell
+  form, chosen by name with :func:`zo_estimator`.
+* :mod:`~anonymax.optim.gradients`: one-call estimates of a traceable loss on top of them.
 * :mod:`~anonymax.optim.spsa`: SPSA perturbations, estimates (Eq. 7) and Spall's gains.
 * :mod:`~anonymax.optim.critical_history`: critical-history direction and step size (Eqs. 8-10).
 * :mod:`~anonymax.optim.scalarization`: weighted sum, (augmented) Tchebycheff and smooth
   Tchebycheff (Eqs. 4-6, 11).
 * :mod:`~anonymax.optim.spsa_gc`, :mod:`~anonymax.optim.es`: the SPSA-GC and ES baselines.
-* :mod:`~anonymax.optim.factory`: the whole optimizer from a config (Eq. 12).
+* :mod:`~anonymax.optim.factory`: the whole optimizer from a config (Eq. 12), including the one
+  table that maps ``zo_method`` to its estimator and transform.
 """
 
 from anonymax.optim.critical_history import (
@@ -14,9 +18,11 @@ from anonymax.optim.critical_history import (
   history_mean,
   status_indicator,
 )
-from anonymax.optim.es import centered_ranks, es_gradient, normal_like
+from anonymax.optim.es import centered_ranks, normal_like
+from anonymax.optim.estimators import ZO_ESTIMATORS, ZOAsked, ZOEstimator, zo_estimator
 from anonymax.optim.factory import (
   DEFAULT_CONFIG,
+  ZO_METHODS,
   MultiObjectiveOptimizer,
   MultiObjectiveState,
   learning_rate_schedule,
@@ -24,6 +30,7 @@ from anonymax.optim.factory import (
   perturbation_schedule,
   resolve_config,
 )
+from anonymax.optim.gradients import es_gradient, spsa_gradient
 from anonymax.optim.masks import apply_mask, resolve_mask
 from anonymax.optim.scalarization import (
   SmoothTchebycheffState,
@@ -39,7 +46,6 @@ from anonymax.optim.spsa import (
   spall_learning_rate,
   spall_perturbation,
   spsa_estimate,
-  spsa_gradient,
 )
 from anonymax.optim.spsa_gc import (
   SpsaGcState,
@@ -57,6 +63,10 @@ __all__ = [
   "SmoothTchebycheffState",
   "SpsaGcState",
   "TchebycheffState",
+  "ZOAsked",
+  "ZOEstimator",
+  "ZO_ESTIMATORS",
+  "ZO_METHODS",
   "apply_mask",
   "blackvip_learning_rate",
   "blackvip_perturbation",
@@ -83,4 +93,5 @@ __all__ = [
   "tchebycheff",
   "uniform_rademacher_like",
   "weighted_sum",
+  "zo_estimator",
 ]

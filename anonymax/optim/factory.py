@@ -1,13 +1,27 @@
 """The paper's whole optimizer, assembled from a config (Eqs. 7-12).
 
-One step, given the utility estimate ĝ_k (from SPSA through the black box), the privacy
-gradient h_k (exact, through the reviewer) and the losses (L_MLLM, L_Privacy) at θ_k:
+The config's ``zo_method`` chooses, in one table, the zeroth-order estimator that turns the
+black box's 2q losses into ĝ_k (``optimizer.estimator``, ask/tell, see
+:mod:`anonymax.optim.estimators`) and the transform applied to ĝ_k:
+
+  zo_method   estimator    transform of ĝ_k
+  "ours"      "spsa"       critical history (Eqs. 8-10)
+  "spsa"      "spsa"       none
+  "spsa_gc"   "spsa_gc"    SPSA-GC momentum (BlackVIP)
+  "es"        "es"         none
+
+One step, given the utility estimate ĝ_k (from the estimator, through the black box), the
+privacy gradient h_k (exact, through the reviewer) and the losses (L_MLLM, L_Privacy) at θ_k:
 
   G_utility = (1 + I_k)·g̃_k           critical history, Eqs. 8-10 (zo_method="ours"),
-            = ĝ_k                      plain SPSA (zo_method="spsa" or "es"),
+            = ĝ_k                      plain SPSA or ES (zo_method="spsa" or "es"),
             = ĝ_k + β m_k              SPSA-GC (zo_method="spsa_gc");
+  G_privacy = ρ h_k                    ρ = privacy_grad_scale (1 in Eq. 11);
   d_k = λ_{i*} G_{i*} + σ Σ_i λ_i G_i  augmented Tchebycheff, Eq. 11 (or another scalarization);
   θ_{k+1} = θ_k − a_k d_k              Eq. 12, a_k = a / (A + k)^α.
+
+An SPSA estimate's norm is about √D times that of the gradient it estimates, so ρ > 1 brings
+the exact h_k to a comparable size; the selection i* still uses the raw losses.
 
 Optionally (``precondition.kind="adam"``, not in the paper) d_k is first rescaled per parameter by
 Adam's moment estimates (Kingma & Ba 2015; with SPSA directions this is ZO-AdaMM, Chen et al.,
@@ -19,6 +33,9 @@ Config (a dict or ``ml_collections.ConfigDict``; missing keys take these default
 are an error)::
 
   zo_method: "ours"          # "ours" | "spsa" | "spsa_gc" | "es"
+  num_samples: 1             # q ≥ 1: perturbation pairs per step (2q black-box evaluations)
+  perturb: ""                # regex on '/'-joined parameter paths to perturb ("": all of them)
+  privacy_grad_scale: 1.0    # ρ > 0, multiplies h_k before the scalarization
   history: {memory_size: 5, decay: 0.9, gamma: 0.5, b: 1.0, selection: "critical",
             adjust_direction: True, adjust_step: True}
   spsa_gc: {beta: 0.9}
@@ -39,6 +56,8 @@ References:
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -47,14 +66,18 @@ import jax.numpy as jnp
 import optax
 
 from anonymax.optim.critical_history import critical_history
+from anonymax.optim.estimators import ZOEstimator, zo_estimator
 from anonymax.optim.scalarization import smooth_tchebycheff, tchebycheff, weighted_sum
-from anonymax.optim.spsa import rademacher_like, spall_learning_rate, spall_perturbation
-from anonymax.optim.spsa_gc import spsa_gc, uniform_rademacher_like
+from anonymax.optim.spsa import spall_learning_rate, spall_perturbation
+from anonymax.optim.spsa_gc import spsa_gc
 
 PyTree = Any
 
 DEFAULT_CONFIG: dict[str, Any] = {
   "zo_method": "ours",
+  "num_samples": 1,
+  "perturb": "",
+  "privacy_grad_scale": 1.0,
   "history": {
     "memory_size": 5,
     "decay": 0.9,
@@ -78,13 +101,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
   "precondition": {"kind": "none", "b1": 0.9, "b2": 0.999, "eps": 1e-8},
 }
 PRECONDITIONERS = ("none", "adam")
-ZO_METHODS = ("ours", "spsa", "spsa_gc", "es")
-_PERTURBATIONS = {
-  "ours": rademacher_like,
-  "spsa": rademacher_like,
-  "spsa_gc": uniform_rademacher_like,
-  "es": None,
-}
 SCALARIZATIONS = ("augmented_tchebycheff", "tchebycheff", "weighted_sum", "smooth_tchebycheff")
 
 
@@ -107,19 +123,39 @@ class MultiObjectiveOptimizer(NamedTuple):
     init: ``params -> MultiObjectiveState``.
     update: ``(utility_grad, privacy_grad, state, params=None, *, losses) -> (updates, state)``;
       ``updates`` already include −a_k (apply with ``optax.apply_updates``).
-    perturbation_scale: ``state -> c_k``, the SPSA scale the trainer must use for the coming
+    perturbation_scale: ``state -> c_k``, the scale to pass to ``estimator.ask`` for the coming
       step (ES uses it as σ).
     learning_rate: ``state -> a_k`` for the coming step.
-    perturbation: ``(key, tree, mask=None) -> Δ``, the SPSA perturbation of ``zo_method``
-      (±1 entries; ±U[0.5, 1] for SPSA-GC, as in BlackVIP); None for ``"es"``, which draws its
-      own Gaussian directions in :func:`anonymax.optim.es.es_gradient`.
+    estimator: the :class:`~anonymax.optim.estimators.ZOEstimator` of ``zo_method`` (with
+      ``num_samples`` pairs and the ``perturb`` mask) that gives ``utility_grad`` = ĝ_k: ask for
+      the 2q parameter sets, have the black box score them, tell the 2q losses.
+    utility, scalarization, precondition: the stages ``update`` chains, for code that writes
+      the step out equation by equation: ĝ_k → G_utility (Eqs. 8-10), (G_utility, ρ h_k) → d_k
+      (Eq. 11), d_k → its Adam-scaled form (identity unless ``precondition.kind="adam"``).
+    privacy_grad_scale: ρ, the factor ``update`` applies to h_k.
+    next_state: ``(state, utility_state, scalarization_state, precondition_state) ->`` the
+      ``MultiObjectiveState`` after a step (count + 1, I_k, i*), as ``update`` returns it.
+
+  Example:
+    >>> opt = make_optimizer({"zo_method": "spsa_gc", "num_samples": 3, "perturb": "^dec/"})
+    >>> params = {"dec": jnp.zeros(2), "enc": jnp.zeros(4)}
+    >>> sets, asked = opt.estimator.ask(
+    ...     jax.random.key(0), params, opt.estimator.init(params),
+    ...     scale=opt.perturbation_scale(opt.init(params)))
+    >>> opt.estimator.num_evaluations, sets["dec"].shape, bool(jnp.all(sets["enc"] == 0))
+    (6, (6, 2), True)
   """
 
   init: Callable[[PyTree], MultiObjectiveState]
   update: Callable[..., tuple[PyTree, MultiObjectiveState]]
   perturbation_scale: Callable[[MultiObjectiveState], jax.Array]
   learning_rate: Callable[[MultiObjectiveState], jax.Array]
-  perturbation: Callable[..., PyTree] | None
+  estimator: ZOEstimator
+  utility: optax.GradientTransformation
+  scalarization: optax.GradientTransformationExtraArgs
+  precondition: optax.GradientTransformation
+  privacy_grad_scale: float
+  next_state: Callable[..., MultiObjectiveState]
 
 
 def resolve_config(config: Mapping[str, Any] | Any | None) -> dict[str, Any]:
@@ -180,27 +216,77 @@ def learning_rate_schedule(config: Mapping[str, Any] | Any | None = None) -> opt
   return _section_errors("gains", lambda: spall_learning_rate(g["a"], g["A"], g["alpha"]))
 
 
-def _utility_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
-  method = cfg["zo_method"]
-  if method not in ZO_METHODS:
-    raise ValueError(f"config.zo_method must be one of {ZO_METHODS}, got {method!r}")
-  if method == "ours":
-    h = cfg["history"]
-    return _section_errors(
-      "history",
-      lambda: critical_history(
-        h["memory_size"],
-        h["decay"],
-        h["gamma"],
-        h["b"],
-        selection=h["selection"],
-        adjust_direction=bool(h["adjust_direction"]),
-        adjust_step=bool(h["adjust_step"]),
-      ),
-    )
-  if method == "spsa_gc":
-    return _section_errors("spsa_gc", lambda: spsa_gc(cfg["spsa_gc"]["beta"]))
+def _history_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
+  h = cfg["history"]
+  return _section_errors(
+    "history",
+    lambda: critical_history(
+      h["memory_size"],
+      h["decay"],
+      h["gamma"],
+      h["b"],
+      selection=h["selection"],
+      adjust_direction=bool(h["adjust_direction"]),
+      adjust_step=bool(h["adjust_step"]),
+    ),
+  )
+
+
+def _spsa_gc_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
+  return _section_errors("spsa_gc", lambda: spsa_gc(cfg["spsa_gc"]["beta"]))
+
+
+def _no_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
+  del cfg
   return optax.identity()
+
+
+class _ZoMethod(NamedTuple):
+  estimator: str  # the name in anonymax.optim.estimators.ZO_ESTIMATORS that gives ĝ_k.
+  utility: Callable[[dict[str, Any]], optax.GradientTransformation]  # config -> transform of ĝ_k.
+
+
+# The one place a zeroth-order method is chosen: its estimator and what is done with ĝ_k.
+_ZO_METHOD_TABLE: dict[str, _ZoMethod] = {
+  "ours": _ZoMethod("spsa", _history_transform),
+  "spsa": _ZoMethod("spsa", _no_transform),
+  "spsa_gc": _ZoMethod("spsa_gc", _spsa_gc_transform),
+  "es": _ZoMethod("es", _no_transform),
+}
+ZO_METHODS: tuple[str, ...] = tuple(_ZO_METHOD_TABLE)
+
+
+def _zo_method(cfg: dict[str, Any]) -> _ZoMethod:
+  method = cfg["zo_method"]
+  if method not in _ZO_METHOD_TABLE:
+    raise ValueError(f"config.zo_method must be one of {ZO_METHODS}, got {method!r}")
+  return _ZO_METHOD_TABLE[method]
+
+
+def _estimator(cfg: dict[str, Any], name: str) -> ZOEstimator:
+  q = cfg["num_samples"]
+  if isinstance(q, bool) or not isinstance(q, numbers.Integral) or q < 1:
+    raise ValueError(f"config.num_samples must be an integer >= 1, got {q!r}")
+  perturb = cfg["perturb"]
+  if perturb is not None and not isinstance(perturb, str):
+    raise ValueError(
+      f"config.perturb must be a regex on parameter paths ('' for all), got {perturb!r}"
+    )
+  return _section_errors(
+    "perturb", lambda: zo_estimator(name, num_samples=int(q), mask=perturb or None)
+  )
+
+
+def _privacy_grad_scale(cfg: dict[str, Any]) -> float:
+  scale = cfg["privacy_grad_scale"]
+  if (
+    isinstance(scale, bool)
+    or not isinstance(scale, numbers.Real)
+    or not math.isfinite(scale)
+    or not scale > 0
+  ):
+    raise ValueError(f"config.privacy_grad_scale must be a finite number > 0, got {scale!r}")
+  return float(scale)
 
 
 def _precondition_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
@@ -260,13 +346,15 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
     ValueError: naming the config field that is unknown or out of range.
 
   Example:
-    >>> from anonymax.optim import spsa_gradient
-    >>> opt = make_optimizer({"history": {"memory_size": 3}})
+    >>> opt = make_optimizer({"history": {"memory_size": 3}, "num_samples": 2})
     >>> params = {"w": jnp.zeros(2)}
-    >>> state = opt.init(params)
+    >>> state, est = opt.init(params), opt.estimator
     >>> black_box = lambda p: jnp.sum((p["w"] - 1.0) ** 2)  # stands in for the MLLM loss
-    >>> g_hat, l_mllm = spsa_gradient(black_box, params, jax.random.key(0),
-    ...     opt.perturbation_scale(state), perturbation=opt.perturbation)
+    >>> sets, asked = est.ask(jax.random.key(0), params, est.init(params),
+    ...     scale=opt.perturbation_scale(state))
+    >>> losses = jax.vmap(black_box)(sets)  # the 2q = 4 answers of the black box
+    >>> g_hat, _ = est.tell(est.init(params), losses, asked)
+    >>> l_mllm = jnp.mean(losses)
     >>> l_privacy, h = jax.value_and_grad(lambda p: jnp.sum(p["w"] ** 2))(params)
     >>> updates, state = opt.update(g_hat, h, state, params, losses=(l_mllm, l_privacy))
     >>> params = optax.apply_updates(params, updates)
@@ -274,7 +362,10 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
     (1, 0)
   """
   cfg = resolve_config(config)
-  utility_tx = _utility_transform(cfg)
+  method = _zo_method(cfg)
+  utility_tx = method.utility(cfg)
+  estimator = _estimator(cfg, method.estimator)
+  privacy_scale = _privacy_grad_scale(cfg)
   scalarization_tx = _scalarization_transform(cfg)
   precondition_tx = _precondition_transform(cfg)
   lr = learning_rate_schedule(cfg)
@@ -291,19 +382,10 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
       selected=jnp.full((), -1, jnp.int32),
     )
 
-  def update_fn(utility_grad, privacy_grad, state, params=None, *, losses=None, **extra_args):
-    if losses is None:
-      raise ValueError("losses=(L_MLLM, L_Privacy) must be passed as a keyword argument")
-    g_utility, utility_state = utility_tx.update(utility_grad, state.utility, params)
-    direction, scalarization_state = scalarization_tx.update(
-      (g_utility, privacy_grad), state.scalarization, params, losses=losses, **extra_args
-    )
-    direction, precondition_state = precondition_tx.update(direction, state.precondition, params)
-    a_k = lr(state.count)
-    updates = jax.tree.map(lambda d: (-a_k * d).astype(d.dtype), direction)
+  def next_state(state, utility_state, scalarization_state, precondition_state):
     indicator = utility_state.indicator if with_indicator else jnp.zeros((), jnp.float32)
     selected = getattr(scalarization_state, "selected", jnp.full((), -1, jnp.int32))
-    new_state = MultiObjectiveState(
+    return MultiObjectiveState(
       utility=utility_state,
       scalarization=scalarization_state,
       precondition=precondition_state,
@@ -311,6 +393,20 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
       indicator=indicator,
       selected=selected,
     )
+
+  def update_fn(utility_grad, privacy_grad, state, params=None, *, losses=None, **extra_args):
+    if losses is None:
+      raise ValueError("losses=(L_MLLM, L_Privacy) must be passed as a keyword argument")
+    g_utility, utility_state = utility_tx.update(utility_grad, state.utility, params)
+    if privacy_scale != 1.0:  # Eq. 11 as written is 1.0: leave h_k untouched then
+      privacy_grad = jax.tree.map(lambda x: (privacy_scale * x).astype(x.dtype), privacy_grad)
+    direction, scalarization_state = scalarization_tx.update(
+      (g_utility, privacy_grad), state.scalarization, params, losses=losses, **extra_args
+    )
+    direction, precondition_state = precondition_tx.update(direction, state.precondition, params)
+    a_k = lr(state.count)
+    updates = jax.tree.map(lambda d: (-a_k * d).astype(d.dtype), direction)
+    new_state = next_state(state, utility_state, scalarization_state, precondition_state)
     return updates, new_state
 
   return MultiObjectiveOptimizer(
@@ -318,5 +414,10 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
     update=update_fn,
     perturbation_scale=lambda state: c_schedule(state.count),
     learning_rate=lambda state: lr(state.count),
-    perturbation=_PERTURBATIONS[cfg["zo_method"]],
+    estimator=estimator,
+    utility=utility_tx,
+    scalarization=scalarization_tx,
+    precondition=precondition_tx,
+    privacy_grad_scale=privacy_scale,
+    next_state=next_state,
   )

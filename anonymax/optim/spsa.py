@@ -19,7 +19,6 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -114,69 +113,6 @@ def spsa_estimate(
   return jax.tree.map(
     lambda d: (scale * _safe_reciprocal(d).astype(jnp.float32)).astype(d.dtype), delta
   )
-
-
-def spsa_gradient(
-  loss_fn: Callable[[PyTree], jax.typing.ArrayLike],
-  params: PyTree,
-  key: jax.Array,
-  c: jax.typing.ArrayLike,
-  num_samples: int = 1,
-  mask: Mask = None,
-  perturbation: Callable[..., PyTree] = rademacher_like,
-) -> tuple[PyTree, jax.Array]:
-  """Averages ``num_samples`` independent SPSA estimates of ∇L(θ) (2·q evaluations).
-
-    ĝ = (1/q) Σ_{j=1..q} (L(θ + cΔ_j) − L(θ − cΔ_j)) / (2c) · Δ_j^{-1},
-    L̂(θ) = (1/2q) Σ_j (L(θ + cΔ_j) + L(θ − cΔ_j)),
-
-  where L̂(θ) is the loss at θ that the Tchebycheff selection needs, obtained without a third
-  evaluation (it is exact to O(c²) for a smooth loss).
-
-  The samples run in a ``lax.scan``, so ``loss_fn`` must be traceable (an ``io_callback`` oracle
-  is fine); the function itself can be jitted with ``num_samples`` static.
-
-  Args:
-    loss_fn: θ ↦ loss, a scalar or an array of per-sample losses (averaged).
-    params: θ.
-    key: PRNG key; the sample keys are split from it.
-    c: perturbation scale c_k.
-    num_samples: q ≥ 1, the number of perturbation pairs averaged.
-    mask: leaves to estimate (see :mod:`anonymax.optim.masks`); others get a zero gradient.
-    perturbation: ``(key, tree, mask=...) -> Δ``; :func:`rademacher_like` by default.
-
-  Returns:
-    ``(g_hat, loss_estimate)``: ĝ like ``params`` (same dtypes) and L̂(θ) as a float32 scalar.
-
-  Raises:
-    ValueError: if ``num_samples`` < 1.
-
-  Example:
-    >>> loss_fn = lambda p: jnp.sum(p["w"] ** 2)
-    >>> params = {"w": jnp.ones(3)}
-    >>> g_hat, loss = spsa_gradient(loss_fn, params, jax.random.key(0), c=0.01, num_samples=4)
-    >>> g_hat["w"].shape, round(float(loss), 3)
-    ((3,), 3.0)
-  """
-  if int(num_samples) != num_samples or num_samples < 1:
-    raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-  keys = jax.random.split(key, int(num_samples))
-
-  def one_sample(carry, sample_key):
-    g_sum, loss_sum = carry
-    delta = perturbation(sample_key, params, mask=mask)
-    plus, minus = perturb(params, delta, c)
-    loss_plus = jnp.mean(jnp.asarray(loss_fn(plus), jnp.float32))
-    loss_minus = jnp.mean(jnp.asarray(loss_fn(minus), jnp.float32))
-    g = spsa_estimate(loss_plus, loss_minus, delta, c)
-    g_sum = jax.tree.map(lambda s, x: s + x.astype(jnp.float32), g_sum, g)
-    return (g_sum, loss_sum + loss_plus + loss_minus), None
-
-  # Accumulate in float32 so that bf16 parameters do not lose the average's precision.
-  init = (optax.tree.zeros_like(params, dtype=jnp.float32), jnp.zeros((), jnp.float32))
-  (g_sum, loss_sum), _ = jax.lax.scan(one_sample, init, keys)
-  g_hat = jax.tree.map(lambda s, p: (s / num_samples).astype(p.dtype), g_sum, params)
-  return g_hat, loss_sum / (2 * num_samples)
 
 
 def spall_learning_rate(a: float, A: float = 0.0, alpha: float = 0.602) -> optax.Schedule:

@@ -10,7 +10,16 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-MODULES = ["spsa", "critical_history", "scalarization", "spsa_gc", "es", "factory"]
+MODULES = [
+  "spsa",
+  "critical_history",
+  "scalarization",
+  "spsa_gc",
+  "es",
+  "estimators",
+  "gradients",
+  "factory",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

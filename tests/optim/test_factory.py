@@ -153,6 +153,16 @@ def test_config_dict_and_defaults():
     ({"precondition": {"kind": "rmsprop"}}, "config.precondition.kind"),
     ({"precondition": {"kind": "adam", "b2": 1.0}}, r"config.precondition.b2 must be in"),
     ({"precondition": {"kind": "adam", "eps": 0.0}}, r"config.precondition.eps must be > 0"),
+    ({"num_samples": 0}, r"config.num_samples must be an integer >= 1"),
+    ({"num_samples": 1.5}, r"config.num_samples must be an integer >= 1"),
+    ({"num_samples": True}, r"config.num_samples must be an integer >= 1"),
+    ({"num_samples": "2"}, r"config.num_samples must be an integer >= 1"),
+    ({"privacy_grad_scale": 0.0}, r"config.privacy_grad_scale must be a finite number > 0"),
+    ({"privacy_grad_scale": -1.0}, r"config.privacy_grad_scale"),
+    ({"privacy_grad_scale": float("nan")}, r"config.privacy_grad_scale"),
+    ({"privacy_grad_scale": "10"}, r"config.privacy_grad_scale"),
+    ({"perturb": "dec("}, r"config.perturb: mask: invalid regular expression"),
+    ({"perturb": 3}, r"config.perturb must be a regex"),
   ],
 )
 def test_config_errors(config, match):
@@ -166,14 +176,97 @@ def test_update_requires_losses():
     opt.update(STEPS[0][0], STEPS[0][1], opt.init(PARAMS), PARAMS)
 
 
-def test_perturbation_matches_zo_method():
-  key, tree = jax.random.key(0), {"w": jnp.zeros(500)}
-  ours = optim.make_optimizer({"zo_method": "ours"}).perturbation(key, tree)
-  np.testing.assert_array_equal(np.abs(ours["w"]), 1.0)
-  gc = optim.make_optimizer({"zo_method": "spsa_gc"}).perturbation(key, tree, mask=None)
-  magnitudes = np.abs(np.asarray(gc["w"]))
-  assert magnitudes.min() >= 0.5 and magnitudes.max() <= 1.0 and magnitudes.std() > 0.1
-  assert optim.make_optimizer({"zo_method": "es"}).perturbation is None
+@pytest.mark.parametrize(
+  "zo_method, draw",
+  [
+    ("ours", optim.rademacher_like),
+    ("spsa", optim.rademacher_like),
+    ("spsa_gc", optim.uniform_rademacher_like),
+    ("es", optim.normal_like),
+  ],
+)
+def test_estimator_matches_zo_method(zo_method, draw):
+  opt = optim.make_optimizer({"zo_method": zo_method, "num_samples": 2, "perturb": "^w$"})
+  est = opt.estimator
+  assert isinstance(est, optim.ZOEstimator) and est.num_evaluations == 4
+  key, tree = jax.random.key(0), {"w": jnp.zeros(500), "b": jnp.ones(3)}
+  sets, asked = est.ask(key, tree, est.init(tree), scale=1.0)
+  # θ_w = 0, s = 1: the sets are ±Δ_i with Δ_i = draw(split(key, 2)[i], θ, mask="^w$").
+  for i, k in enumerate(jax.random.split(key, 2)):
+    delta = draw(k, tree, mask="^w$")
+    np.testing.assert_array_equal(sets["w"][i], delta["w"])
+    np.testing.assert_array_equal(sets["w"][2 + i], -delta["w"])
+  np.testing.assert_array_equal(sets["b"], 1.0)  # outside the perturb mask: θ itself
+  g, _ = est.tell(est.init(tree), jnp.array([1.0, 2.0, 0.5, 1.0]), asked)
+  np.testing.assert_array_equal(g["b"], 0.0)
+  assert float(jnp.abs(g["w"]).min()) > 0
+
+
+def test_zo_methods_and_the_optimizer_fields():
+  assert optim.ZO_METHODS == ("ours", "spsa", "spsa_gc", "es")
+  assert optim.MultiObjectiveOptimizer._fields == (
+    "init",
+    "update",
+    "perturbation_scale",
+    "learning_rate",
+    "estimator",
+    "utility",
+    "scalarization",
+    "precondition",
+    "privacy_grad_scale",
+    "next_state",
+  )
+  cfg = optim.DEFAULT_CONFIG
+  assert (cfg["num_samples"], cfg["perturb"], cfg["privacy_grad_scale"]) == (1, "", 1.0)
+  assert optim.make_optimizer(None).estimator.num_evaluations == 2
+
+
+def test_accepts_the_whole_trainer_section_as_a_config_dict():
+  section = ml_collections.ConfigDict()
+  section.zo_method = "es"
+  section.num_samples = 3
+  section.privacy_grad_scale = 300.0
+  section.perturb = "^(up_0|mask_out|fill)"
+  section.history = dict(memory_size=5, decay=0.9, gamma=0.5, b=1.0, selection="critical")
+  section.spsa_gc = dict(beta=0.9)
+  section.scalarization = dict(kind="augmented_tchebycheff", weights=(0.97, 0.03))
+  section.gains = dict(a=0.02, A=10.0, alpha=0.602, c=1e-2, gamma=0.101)
+  section.precondition = dict(kind="adam", b1=0.9, b2=0.999, eps=1e-8)
+  opt = optim.make_optimizer(section)
+  assert opt.estimator.num_evaluations == 6
+  params = {"mask_out": jnp.zeros(2), "enc": jnp.ones(2)}
+  sets, _ = opt.estimator.ask(jax.random.key(0), params, opt.estimator.init(params), scale=0.1)
+  np.testing.assert_array_equal(sets["enc"], 1.0)  # not matched by the perturb regex
+  assert float(jnp.abs(sets["mask_out"]).min()) > 0
+
+
+def test_privacy_grad_scale_multiplies_h():
+  base = {"scalarization": {"kind": "weighted_sum", "weights": (0.3, 0.7)}, "zo_method": "spsa"}
+  g, h, losses = STEPS[0]
+  scaled_h = jax.tree.map(lambda x: 4.0 * x, h)
+
+  def first_update(config, h):
+    opt = optim.make_optimizer(config)
+    return opt.update(g, h, opt.init(PARAMS), PARAMS, losses=losses)[0]
+
+  got = first_update(dict(base, privacy_grad_scale=4.0), h)
+  _assert_tree_close(got, first_update(base, scaled_h))
+  plain = first_update(base, h)
+  assert not np.allclose(got["w"], plain["w"])
+  # By hand: −a_1 (0.3 ĝ + 0.7·4 h).
+  a1 = 0.01 / 11**0.602
+  np.testing.assert_allclose(got["w"], -a1 * (0.3 * g["w"] + 2.8 * h["w"]), rtol=1e-5)
+
+
+def test_privacy_grad_scale_leaves_the_selection_to_the_raw_losses():
+  # Tchebycheff picks i* from the losses, not from h: scaling h changes the step, not i*.
+  opt1 = optim.make_optimizer({"privacy_grad_scale": 1.0})
+  opt9 = optim.make_optimizer({"privacy_grad_scale": 9.0})
+  g, h, losses = STEPS[1]  # privacy is selected at this step
+  u1, s1 = opt1.update(g, h, opt1.init(PARAMS), PARAMS, losses=losses)
+  u9, s9 = opt9.update(g, h, opt9.init(PARAMS), PARAMS, losses=losses)
+  assert int(s1.selected) == int(s9.selected) == 1
+  assert not np.allclose(u1["w"], u9["w"])
 
 
 def test_adam_preconditioner_by_hand():
@@ -197,13 +290,42 @@ def test_adam_preconditioner_by_hand():
   assert int(state.precondition.count) == 2
 
 
-def test_adam_preconditioner_jits_and_keeps_dtype():
+def test_adam_preconditioner_jits_and_keeps_dtype(count_compilations):
   opt = optim.make_optimizer({"precondition": {"kind": "adam"}})
   params = {"w": jnp.ones(3, jnp.bfloat16)}
   state = opt.init(params)
   g = {"w": jnp.array([1.0, -2.0, 3.0], jnp.bfloat16)}
   update = jax.jit(lambda g, h, s: opt.update(g, h, s, params, losses=(1.0, 0.5)))
-  updates, state = update(g, g, state)
-  updates, state = update(g, g, state)
+  with count_compilations() as first:
+    updates, state = update(g, g, state)
+  with count_compilations() as second:
+    updates, state = update(g, g, state)
   assert updates["w"].dtype == jnp.bfloat16
-  assert update._cache_size() == 1
+  assert len(first) > 0 and second == []
+
+
+@pytest.mark.parametrize("zo_method", ["ours", "spsa_gc"])
+def test_update_is_its_stages_in_order(zo_method):
+  """`update` = utility stage (Eqs. 8-10) → ρ·h → scalarization (Eq. 11) → precondition → −a_k,
+  as code writing the step out equation by equation runs it (bit for bit)."""
+  opt = optim.make_optimizer(
+    {"zo_method": zo_method, "privacy_grad_scale": 3.0, "precondition": {"kind": "adam"}}
+  )
+  theta = jnp.linspace(-1.0, 1.0, 6)
+  state = opt.init(theta)
+  for k in range(3):
+    g = jnp.sin(theta * (k + 1))
+    h = jnp.cos(theta + k)
+    losses = (jnp.float32(0.9 - 0.1 * k), jnp.float32(-0.2))
+    updates, new_state = opt.update(g, h, state, theta, losses=losses)
+    g_u, u_state = opt.utility.update(g, state.utility, theta)
+    d, s_state = opt.scalarization.update(
+      (g_u, opt.privacy_grad_scale * h), state.scalarization, theta, losses=losses
+    )
+    d, p_state = opt.precondition.update(d, state.precondition, theta)
+    np.testing.assert_array_equal(updates, -opt.learning_rate(state) * d)
+    staged = opt.next_state(state, u_state, s_state, p_state)
+    for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(staged)):
+      np.testing.assert_array_equal(a, b)
+    assert int(new_state.count) == k + 1
+    state, theta = new_state, theta + updates

@@ -1,0 +1,389 @@
+"""Zeroth-order gradient estimators with an ask/tell interface: SPSA, SPSA-GC and ES.
+
+An estimator proposes 2q parameter sets around θ, the caller has the black box score them, and
+the estimator turns the 2q losses into ĝ::
+
+  est = zo_estimator("spsa", num_samples=q)
+  state = est.init(params)
+  param_sets, asked = est.ask(key, params, state, scale=c_k)   # every leaf [2q, ...]
+  g_hat, state = est.tell(state, losses, asked)                # losses [2q]
+
+The sets are [θ + sΔ_1, …, θ + sΔ_q, θ − sΔ_1, …, θ − sΔ_q] with keys = split(key, q) and
+Δ_i = draw(keys[i], θ, mask). ``asked`` holds the key and the scale (and θ's shapes, static):
+``tell`` draws Δ again from the key, so nothing of size q·D crosses from ``ask`` to ``tell``.
+With L^±_i the losses of θ ± sΔ_i and U the usable pairs (both losses finite; a black box that
+did not answer reports NaN),
+
+  SPSA, SPSA-GC:  ĝ = 1/|U| Σ_{i∈U} (L⁺_i − L⁻_i)/(2s) · Δ_i^{-1}     (Eq. 7, Δ^{-1} element-wise),
+  ES:             ĝ = 1/|U| Σ_{i∈U} (F⁺_i − F⁻_i)/(2σ) · ε_i          (F = L or its centred ranks),
+
+and ĝ = 0 when U is empty. Δ is Rademacher for SPSA, BlackVIP's ±U[0.5, 1] for SPSA-GC and
+ε ~ N(0, I) for ES. Leaves outside the mask are not perturbed: in every set they are θ itself
+(a broadcast, no arithmetic), so a program computing the 2q losses can share the work that only
+depends on them.
+
+References:
+  Spall, "Multivariate stochastic approximation using a simultaneous perturbation gradient
+  approximation", IEEE Trans. Automatic Control, 1992.
+  Oh et al., "BlackVIP: Black-Box Visual Prompting for Robust Transfer Learning", CVPR 2023.
+  Salimans, Ho, Chen, Sidor & Sutskever, "Evolution Strategies as a Scalable Alternative to
+  Reinforcement Learning", arXiv:1703.03864, 2017.
+  Hui et al., "When Visual Privacy Protection Meets Multimodal Large Language Models",
+  IJCV 2026 (Eq. 7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from anonymax.optim.es import normal_like
+from anonymax.optim.masks import Mask, resolve_mask
+from anonymax.optim.spsa import rademacher_like, spsa_estimate
+from anonymax.optim.spsa_gc import uniform_rademacher_like
+
+PyTree = Any
+Draw = Callable[..., PyTree]  # (key, tree, mask=...) -> a perturbation like tree
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class ParamsSpec:
+  """The structure, shapes and dtypes of θ: a pytree without leaves, so static under ``jit``."""
+
+  treedef: Any  # jax.tree_util.PyTreeDef of θ.
+  shapes: tuple[tuple[int, ...], ...]  # each leaf's shape, in leaf order.
+  dtypes: tuple[Any, ...]  # each leaf's dtype (np.dtype), in leaf order.
+
+  @classmethod
+  def of(cls, tree: PyTree) -> ParamsSpec:
+    """The spec of ``tree`` (its leaves may be tracers)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    shapes = tuple(tuple(jnp.shape(x)) for x in leaves)
+    dtypes = tuple(np.dtype(x.dtype if hasattr(x, "dtype") else jnp.result_type(x)) for x in leaves)
+    return cls(treedef, shapes, dtypes)
+
+  def zeros(self) -> PyTree:
+    """A tree of zeros with this spec (under ``jit``, only its shapes are used: it folds away)."""
+    leaves = [jnp.zeros(s, d) for s, d in zip(self.shapes, self.dtypes)]
+    return jax.tree.unflatten(self.treedef, leaves)
+
+
+class ZOAsked(NamedTuple):
+  """What ``ask`` hands to ``tell``: two scalar leaves (Δ is drawn again from the key)."""
+
+  key: jax.Array  # [] PRNG key (or its [2] uint32 data) that the q perturbation keys split from.
+  scale: jax.Array  # [] float32: s, the perturbation scale (c_k for SPSA, σ for ES).
+  params_spec: ParamsSpec  # no leaves: θ's structure, shapes and dtypes, static under jit.
+
+
+class ZOEstimator(NamedTuple):
+  """A zeroth-order gradient estimator in ask/tell form.
+
+  Attributes:
+    init: ``params -> state`` (``optax.EmptyState()`` for SPSA, SPSA-GC and ES).
+    ask: ``(key, params, state, *, scale, **extra) -> (param_sets, asked)``; every leaf of
+      ``param_sets`` has a leading axis of 2q: θ + sΔ_1, …, θ + sΔ_q, θ − sΔ_1, …, θ − sΔ_q.
+    tell: ``(state, losses, asked) -> (g_hat, state)``; ``losses`` float [2q] in ``ask``'s order
+      (NaN for an unanswered one); ``g_hat`` is like ``params``, in its dtypes.
+    num_evaluations: 2q, the losses ``tell`` needs per step.
+  """
+
+  init: Callable[[PyTree], Any]
+  ask: Callable[..., tuple[PyTree, ZOAsked]]
+  tell: Callable[..., tuple[PyTree, Any]]
+  num_evaluations: int
+
+
+def _check_num_samples(num_samples: Any) -> int:
+  if (
+    isinstance(num_samples, bool)
+    or not isinstance(num_samples, numbers.Real)
+    or int(num_samples) != num_samples
+    or num_samples < 1
+  ):
+    raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+  return int(num_samples)
+
+
+def _check_mask(mask: Mask) -> Mask:
+  # The other forms need the parameter tree and are checked by the first `ask`.
+  if isinstance(mask, str):
+    try:
+      re.compile(mask)
+    except re.error as e:
+      raise ValueError(f"mask: invalid regular expression {mask!r}: {e}") from e
+  return mask
+
+
+def _init(params: PyTree) -> optax.EmptyState:
+  del params
+  return optax.EmptyState()
+
+
+def _antithetic_ask(draw: Draw, q: int, mask: Mask) -> Callable[..., tuple[PyTree, ZOAsked]]:
+  """``ask`` for all three estimators: the 2q sets θ ± sΔ_i, masked-out leaves broadcast."""
+
+  def ask(key, params, state, *, scale, **extra):
+    del state, extra
+    if not isinstance(scale, jax.Array) and not scale > 0:
+      # An array scale may be traced (a c_k schedule inside jit): it cannot be checked here.
+      raise ValueError(f"scale must be > 0, got {scale!r}")
+    s = jnp.asarray(scale, jnp.float32)
+    covered = resolve_mask(mask, params)
+    deltas = jax.vmap(lambda k: draw(k, params, mask=mask))(jax.random.split(key, q))
+
+    def one_leaf(p, d, m):
+      p = jnp.asarray(p)
+      if isinstance(m, (bool, np.bool_)) and not m:
+        return jnp.broadcast_to(p, (2 * q, *p.shape))  # exactly θ in every set
+      return jnp.concatenate([p + s * d, p - s * d]).astype(p.dtype)
+
+    param_sets = jax.tree.map(one_leaf, params, deltas, covered)
+    return param_sets, ZOAsked(key=key, scale=s, params_spec=ParamsSpec.of(params))
+
+  return ask
+
+
+def _redraw(draw: Draw, q: int, mask: Mask, asked: ZOAsked) -> PyTree:
+  """The q perturbations of ``ask``, leaves [q, ...], drawn again from ``asked.key``."""
+  like = asked.params_spec.zeros()
+  return jax.vmap(lambda k: draw(k, like, mask=mask))(jax.random.split(asked.key, q))
+
+
+def _pairs(losses: jax.typing.ArrayLike, q: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Splits the 2q losses into (L⁺ [q], L⁻ [q], usable [q] bool), usable = both finite."""
+  losses = jnp.asarray(losses, jnp.float32)
+  if losses.shape != (2 * q,):
+    raise ValueError(
+      f"losses must have shape ({2 * q},), one per parameter set of ask, got {losses.shape}"
+    )
+  plus, minus = losses[:q], losses[q:]
+  return plus, minus, jnp.isfinite(plus) & jnp.isfinite(minus)
+
+
+def _weighted_mean(
+  coefficients: jax.Array, directions: PyTree, divisor: jax.Array, spec: ParamsSpec
+) -> PyTree:
+  """Σ_i coefficients[i]·directions_i / divisor in float32, in θ's dtypes (``spec``)."""
+  leaves = jax.tree.leaves(directions)
+  out = [
+    (jnp.tensordot(coefficients, d.astype(jnp.float32), axes=1) / divisor).astype(dtype)
+    for d, dtype in zip(leaves, spec.dtypes)
+  ]
+  return jax.tree.unflatten(spec.treedef, out)
+
+
+def spsa_estimator(
+  num_samples: int = 1, mask: Mask = None, *, perturbation: Draw = rademacher_like
+) -> ZOEstimator:
+  """SPSA (Eq. 7) averaged over q perturbation pairs, as an ask/tell estimator.
+
+    θ^±_i = θ ± sΔ_i,  Δ_i = perturbation(split(key, q)[i], θ, mask),
+    ĝ = 1/|U| Σ_{i∈U} (L(θ⁺_i) − L(θ⁻_i))/(2s) · Δ_i^{-1}   (ĝ = 0 if U = ∅),
+
+  U the pairs whose two losses are finite; Δ^{-1} is element-wise and 0 where Δ = 0
+  (:func:`anonymax.optim.spsa.spsa_estimate` for each pair).
+
+  Args:
+    num_samples: q ≥ 1, the number of perturbation pairs.
+    mask: leaves to perturb (see :mod:`anonymax.optim.masks`); None perturbs every leaf.
+    perturbation: ``(key, tree, mask=...) -> Δ``; :func:`rademacher_like` by default (±1).
+
+  Returns:
+    A :class:`ZOEstimator` with 2q evaluations per step.
+
+  Raises:
+    ValueError: if ``num_samples`` is not an integer ≥ 1 or ``mask`` is an invalid regex.
+
+  Example:
+    >>> est = spsa_estimator(num_samples=2)
+    >>> params = {"w": jnp.ones(3)}
+    >>> sets, asked = est.ask(jax.random.key(0), params, est.init(params), scale=0.1)
+    >>> losses = jax.vmap(lambda p: jnp.sum(p["w"] ** 2))(sets)  # the black box, 2q calls
+    >>> g_hat, _ = est.tell(est.init(params), losses, asked)
+    >>> sets["w"].shape, g_hat["w"].shape
+    ((4, 3), (3,))
+
+  References:
+    Spall, IEEE Trans. Automatic Control, 1992; Hui et al., IJCV 2026, Eq. 7.
+  """
+  q = _check_num_samples(num_samples)
+  mask = _check_mask(mask)
+
+  def tell(state, losses, asked):
+    plus, minus, usable = _pairs(losses, q)
+    deltas = _redraw(perturbation, q, mask, asked)
+    plus, minus = jnp.where(usable, plus, 0.0), jnp.where(usable, minus, 0.0)
+    estimates = jax.vmap(spsa_estimate, in_axes=(0, 0, 0, None))(plus, minus, deltas, asked.scale)
+    n = jnp.maximum(jnp.sum(usable), 1).astype(jnp.float32)
+    return _weighted_mean(usable.astype(jnp.float32), estimates, n, asked.params_spec), state
+
+  return ZOEstimator(_init, _antithetic_ask(perturbation, q, mask), tell, 2 * q)
+
+
+def spsa_gc_estimator(num_samples: int = 1, mask: Mask = None) -> ZOEstimator:
+  """SPSA with BlackVIP's ±U[0.5, 1] perturbations, the estimate of the SPSA-GC baseline.
+
+    Δ_i = s_i ⊙ u_i,  s_i = ±1,  u_i ~ U[0.5, 1],
+    ĝ = 1/|U| Σ_{i∈U} (L(θ + cΔ_i) − L(θ − cΔ_i))/(2c) · Δ_i^{-1},
+
+  which is :func:`spsa_estimator` with :func:`uniform_rademacher_like`; the momentum of SPSA-GC is
+  the separate transform :func:`anonymax.optim.spsa_gc.spsa_gc`.
+
+  Args:
+    num_samples: q ≥ 1, the number of perturbation pairs.
+    mask: leaves to perturb (see :mod:`anonymax.optim.masks`); None perturbs every leaf.
+
+  Returns:
+    A :class:`ZOEstimator` with 2q evaluations per step.
+
+  Example:
+    >>> est = spsa_gc_estimator()
+    >>> params = {"w": jnp.zeros(4)}
+    >>> sets, asked = est.ask(jax.random.key(0), params, est.init(params), scale=1.0)
+    >>> magnitudes = jnp.abs(sets["w"])  # θ = 0: the sets are ±Δ
+    >>> bool(jnp.all((magnitudes >= 0.5) & (magnitudes <= 1.0)))
+    True
+
+  References:
+    Oh et al., CVPR 2023 (BlackVIP).
+  """
+  return spsa_estimator(num_samples, mask, perturbation=uniform_rademacher_like)
+
+
+def _masked_centered_ranks(pairs: jax.Array, usable: jax.Array) -> jax.Array:
+  """Centred ranks in [−0.5, 0.5] of the usable rows of ``pairs`` [q, 2]; 0 in the others.
+
+  With every row usable this is :func:`anonymax.optim.es.centered_ranks` (ties included: both
+  rank the row-major order [F⁺_1, F⁻_1, F⁺_2, …] with a stable sort).
+  """
+  flat = jnp.where(usable[:, None], pairs, jnp.inf).reshape(-1)  # unusable ones sort last
+  ranks = (
+    jnp.zeros(flat.shape, jnp.float32)
+    .at[jnp.argsort(flat)]
+    .set(jnp.arange(flat.size, dtype=jnp.float32))
+  )
+  count = jnp.maximum(2 * jnp.sum(usable) - 1, 1).astype(jnp.float32)
+  return jnp.where(usable[:, None], ranks.reshape(pairs.shape) / count - 0.5, 0.0)
+
+
+def es_estimator(
+  num_samples: int = 1, mask: Mask = None, *, rank_shaping: bool = False
+) -> ZOEstimator:
+  """Antithetic evolution strategies (OpenAI-ES) over n = q direction pairs, as ask/tell.
+
+    θ^±_i = θ ± σε_i,  ε_i = normal_like(split(key, n)[i], θ, mask) ~ N(0, I),
+    ĝ = 1/(2σ|U|) Σ_{i∈U} (F⁺_i − F⁻_i) ε_i                  (ĝ = 0 if U = ∅),
+
+  with F^±_i = L(θ^±_i), or, with ``rank_shaping``, the centred ranks in [−0.5, 0.5] of the
+  2|U| usable losses (then a search direction invariant to monotone transforms of L rather than
+  a gradient estimate). U: the pairs whose two losses are finite.
+
+  Args:
+    num_samples: n ≥ 1, the number of antithetic pairs.
+    mask: leaves to perturb (see :mod:`anonymax.optim.masks`); None perturbs every leaf.
+    rank_shaping: use centred ranks of the losses instead of the losses.
+
+  Returns:
+    A :class:`ZOEstimator` with 2n evaluations per step; ``ask``'s ``scale`` is σ.
+
+  Raises:
+    ValueError: for a bad ``num_samples``, ``mask`` or a non-bool ``rank_shaping``.
+
+  Example:
+    >>> est = es_estimator(num_samples=8, rank_shaping=True)
+    >>> params = jnp.array([1.0, -1.0])
+    >>> sets, asked = est.ask(jax.random.key(0), params, est.init(params), scale=0.1)
+    >>> g, _ = est.tell(est.init(params), jax.vmap(jnp.sum)(sets ** 2), asked)
+    >>> est.num_evaluations, bool(jnp.vdot(g, 2 * params) > 0)  # a descent direction of ‖θ‖²
+    (16, True)
+
+  References:
+    Salimans et al., arXiv:1703.03864, 2017.
+  """
+  n = _check_num_samples(num_samples)
+  mask = _check_mask(mask)
+  if not isinstance(rank_shaping, (bool, np.bool_)):
+    raise ValueError(f"rank_shaping must be a bool, got {rank_shaping!r}")
+
+  def tell(state, losses, asked):
+    plus, minus, usable = _pairs(losses, n)
+    fitness = jnp.stack([plus, minus], axis=1)  # [n, 2]
+    if rank_shaping:
+      fitness = _masked_centered_ranks(fitness, usable)
+    diff = jnp.where(usable, fitness[:, 0] - fitness[:, 1], 0.0)
+    eps = _redraw(normal_like, n, mask, asked)
+    divisor = 2 * jnp.maximum(jnp.sum(usable), 1).astype(jnp.float32) * asked.scale
+    return _weighted_mean(diff, eps, divisor, asked.params_spec), state
+
+  return ZOEstimator(_init, _antithetic_ask(normal_like, n, mask), tell, 2 * n)
+
+
+class _Entry(NamedTuple):
+  build: Callable[..., ZOEstimator]  # (num_samples, mask, **hyperparameters) -> ZOEstimator.
+  hyperparameters: tuple[str, ...]  # the keywords accepted besides num_samples and mask.
+
+
+_REGISTRY: dict[str, _Entry] = {
+  "spsa": _Entry(lambda num_samples, mask: spsa_estimator(num_samples, mask), ()),
+  "spsa_gc": _Entry(spsa_gc_estimator, ()),
+  "es": _Entry(es_estimator, ("rank_shaping",)),
+}
+ZO_ESTIMATORS: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def zo_estimator(
+  name: str, *, num_samples: int = 1, mask: Mask = None, **hyperparameters: Any
+) -> ZOEstimator:
+  """The zeroth-order estimator ``name`` (one of :data:`ZO_ESTIMATORS`), in ask/tell form.
+
+    ask:  θ ↦ [θ + sΔ_1, …, θ + sΔ_q, θ − sΔ_1, …, θ − sΔ_q],  Δ_i = draw(split(key, q)[i], θ),
+    tell: L [2q] ↦ ĝ = 1/|U| Σ_{i∈U} (L⁺_i − L⁻_i)/(2s) · D(Δ_i)
+
+  with D(Δ) = Δ^{-1} for ``"spsa"`` (Δ Rademacher) and ``"spsa_gc"`` (Δ ±U[0.5, 1]) and
+  D(ε) = ε for ``"es"`` (ε ~ N(0, I); centred-rank losses with ``rank_shaping=True``);
+  U are the pairs with two finite losses.
+
+  Args:
+    name: ``"spsa"``, ``"spsa_gc"`` or ``"es"``.
+    num_samples: q ≥ 1, the number of perturbation pairs (2q evaluations per step).
+    mask: leaves to perturb (see :mod:`anonymax.optim.masks`); None perturbs every leaf.
+    **hyperparameters: the method's own (``"es"``: ``rank_shaping=False``).
+
+  Returns:
+    A :class:`ZOEstimator`.
+
+  Raises:
+    ValueError: naming an unknown estimator or hyperparameter, or one out of range.
+
+  Example:
+    >>> est = zo_estimator("spsa", num_samples=2, mask="^dec/")
+    >>> params = {"dec": jnp.zeros(3), "enc": jnp.ones(2)}
+    >>> sets, asked = est.ask(jax.random.key(0), params, est.init(params), scale=0.1)
+    >>> sets["dec"].shape, bool(jnp.all(sets["enc"] == 1.0))  # enc is not perturbed
+    ((4, 3), True)
+    >>> losses = jnp.array([1.0, jnp.nan, 0.8, 0.5])  # the second pair is dropped
+    >>> g_hat, _ = est.tell(est.init(params), losses, asked)
+    >>> est.num_evaluations, g_hat["enc"].tolist()
+    (4, [0.0, 0.0])
+
+  References:
+    Spall, 1992; Oh et al., CVPR 2023; Salimans et al., 2017.
+  """
+  if name not in _REGISTRY:
+    raise ValueError(f"zo_estimator: unknown estimator {name!r}; known: {list(ZO_ESTIMATORS)}")
+  entry = _REGISTRY[name]
+  unknown = sorted(set(hyperparameters) - set(entry.hyperparameters))
+  if unknown:
+    known = sorted({"num_samples", "mask", *entry.hyperparameters})
+    raise ValueError(f"zo_estimator({name!r}): unknown hyperparameter(s) {unknown}; known: {known}")
+  return entry.build(num_samples, mask, **hyperparameters)
