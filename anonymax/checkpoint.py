@@ -1,10 +1,14 @@
 """Orbax checkpoints of the whole training state, so a killed run resumes to the same result.
 
-One checkpoint holds two items:
+One checkpoint holds four items:
   * ``state``: the `TrainState` pytree — anonymizer params, the optimizer state (critical-history ring
-    included), the reviewer (params, batch stats, optimizer state), the step, the RNG key data and the
-    counters. The data position is the step itself (`pipeline.batch_indices` is a function of it).
+    included), the estimator's state, the reviewer (params, batch stats, optimizer state), the step,
+    the RNG key data and the counters. The data position is the step itself
+    (`pipeline.batch_indices` is a function of it).
   * ``meta``: JSON — the step, oracle counters and the config with secrets removed.
+  * ``anonymizer``: the anonymizer's parameters θ alone, and ``anonymizer_config``: JSON — its
+    model fields and what it was trained on. Together they restore the anonymizer without the
+    data, the reviewer or the optimizer (`anonymax.anonymizer`).
 
 One writer per directory (the trainer); evaluators open it read-only.
 """
@@ -17,35 +21,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-# Config fields that may hold secrets; they are never written to disk.
-_SECRET_KEYS = ("api_key", "apikey", "token", "secret", "password", "authorization")
+from anonymax.run_config import scrub_secrets
 
-
-def scrub_secrets(tree: Any) -> Any:
-  """Returns a JSON-able copy of a config dict with every secret-looking value replaced.
-
-  A field is secret when its name contains one of `_SECRET_KEYS` — except names ending in `_env`,
-  which hold the *name* of an environment variable (e.g. ``api_key_env="OPENAI_API_KEY"``), and
-  `*_tokens` budget counts.
-  """
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      name = str(k).lower()
-      secret = any(s in name for s in _SECRET_KEYS) and not name.endswith(("_env", "_tokens"))
-      out[k] = "<redacted>" if secret and v not in (None, "") else scrub_secrets(v)
-    return out
-  if isinstance(tree, (list, tuple)):
-    return [scrub_secrets(v) for v in tree]
-  if isinstance(tree, (str, int, float, bool)) or tree is None:
-    return tree
-  return str(tree)
-
-
-def default_workdir(config_path: str) -> str:
-  """`workdirs/<config name>` for `path/to/<config name>.py[:variants]` (the launchers' default)."""
-  name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("workdirs", name)
+ITEMS = ("state", "meta", "anonymizer", "anonymizer_config")
 
 
 def manager(
@@ -62,16 +40,32 @@ def manager(
     # Synchronous saves: the saved step must be on disk before the next step can be killed.
     enable_async_checkpointing=False,
   )
-  return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+  return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
 
 
-def save(mgr: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
-  """Writes `state` and `meta` (secrets scrubbed) as checkpoint `step`."""
+def save(
+  mgr: ocp.CheckpointManager,
+  step: int,
+  state: Any,
+  meta: dict[str, Any],
+  anonymizer_config: dict[str, Any],
+) -> None:
+  """Writes `state`, `meta` (secrets scrubbed) and the anonymizer alone as checkpoint `step`.
+
+  Args:
+    mgr: from `manager`.
+    step: the checkpoint's number (the steps done).
+    state: the `TrainState`; its ``params`` are also written as the ``anonymizer`` item.
+    meta: JSON-able facts about the run.
+    anonymizer_config: JSON-able model fields of the anonymizer (`anonymax.anonymizer`).
+  """
   mgr.save(
     step,
     args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       meta=ocp.args.JsonSave(scrub_secrets(meta)),
+      anonymizer=ocp.args.StandardSave(state.params),
+      anonymizer_config=ocp.args.JsonSave(anonymizer_config),
     ),
     force=True,
   )
@@ -87,6 +81,9 @@ def restore(
     mgr: from `manager`.
     abstract_state: the state's structure, e.g. `jax.eval_shape(create_state, ...)`.
     step: which checkpoint; None for the latest.
+
+  Raises:
+    ValueError: naming the checkpoint when its structure is not that of `abstract_state`.
   """
   step = mgr.latest_step() if step is None else step
   if step is None:
@@ -116,3 +113,43 @@ def restore(
       "--workdir"
     ) from e
   return restored["state"], dict(restored["meta"] or {})
+
+
+def restore_anonymizer(
+  mgr: ocp.CheckpointManager, step: int | None = None
+) -> tuple[Any, dict[str, Any], int]:
+  """(θ, the anonymizer's config, the step) of checkpoint `step` (default: the latest).
+
+  Only the ``anonymizer`` items are read: no training state, no abstract target needed.
+
+  Raises:
+    FileNotFoundError: there is no checkpoint.
+    ValueError: naming the checkpoint when it has no anonymizer item (an earlier version's).
+  """
+  step = mgr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {mgr.directory}: run launch/train.py first")
+  try:
+    restored = mgr.restore(
+      step,
+      args=ocp.args.Composite(
+        anonymizer=ocp.args.StandardRestore(), anonymizer_config=ocp.args.JsonRestore()
+      ),
+    )
+  except (ValueError, KeyError, FileNotFoundError) as e:
+    raise ValueError(
+      f"checkpoint {mgr.directory}/{step} holds no standalone anonymizer (written by an earlier "
+      f"version: {str(e).splitlines()[0] if str(e) else type(e).__name__}): train in a new --workdir"
+    ) from e
+  if restored.get("anonymizer") is None or restored.get("anonymizer_config") is None:
+    raise ValueError(
+      f"checkpoint {mgr.directory}/{step} holds no standalone anonymizer (written by an earlier "
+      "version): train in a new --workdir"
+    )
+  return restored["anonymizer"], dict(restored["anonymizer_config"]), int(step)
+
+
+def read_meta(mgr: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  """The JSON ``meta`` item of checkpoint `step` (the step, oracle counters, config) alone."""
+  restored = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+  return dict(restored["meta"] or {})

@@ -1,4 +1,4 @@
-"""Evaluates a trained anonymizer with the paper's protocol (DESIGN.md §6).
+"""Evaluates a trained anonymizer with the paper's protocol.
 
   * Utility: the black box answers on the anonymized test split — VQA accuracy (official rules) for
     image questions, action Top-1 (the answer matched to a class name) for clips — plus its mean
@@ -7,7 +7,8 @@
     mAP (cMAP) on anonymized test visuals. The reviewer used in training is never the judge.
   * Every figure beside the raw-data row (identity anonymizer), and optional baseline anonymizers.
 
-Writes `eval.json`, `eval.md` and `samples.png` in the workdir.
+Writes `eval.json`, `eval.md` and `samples.png` in the workdir. The anonymizer is restored on its
+own (`anonymax.anonymizer`): no reviewer or optimizer state is rebuilt.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anonymax import checkpoint, metric_writers, metrics, models, optim, privacy_judge
-from anonymax import train as train_lib
+from anonymax import anonymizer as anonymizer_lib
+from anonymax import (
+  black_boxes,
+  checkpoint,
+  experiment,
+  metric_writers,
+  metrics,
+  models,
+  privacy_judge,
+)
 from anonymax.data.pipeline import Split
-from anonymax.oracles.base import STATUS_OK, Oracle, to_uint8
-from anonymax.oracles.factory import make_oracle
+from anonymax.oracles.base import Oracle
+from anonymax.types import STATUS_OK, to_uint8
 
 AnonymizeFn = Callable[[np.ndarray], np.ndarray]  # uint8 visuals → float32 visuals in [0, 1]
 
@@ -93,30 +102,6 @@ def privacy(train_anon, train_split: Split, test_anon, test_split: Split, config
   return {"cmap": 100.0 * float(result["cmap"]), "per_class_ap": result.get("per_class_ap")}
 
 
-def restore_anonymizer(config, workdir: str, privacy_split: Split | None = None):
-  """(anonymizer module, params, training meta) from the latest checkpoint of `workdir`.
-
-  `privacy_split` (the privacy training split) gives the visual shape and the number of
-  attributes, as in training; when None, its first example is loaded for them.
-  """
-  mgr = checkpoint.manager(workdir, read_only=True)
-  step = mgr.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: run launch/train.py first")
-  if privacy_split is None:
-    privacy_split = train_lib.load_split(config, "train[:1]", privacy=True)
-  train_lib.finalize_config(config, privacy_split)
-  anonymizer, reviewer = train_lib.build_models(config)
-  optimizer = optim.make_optimizer(train_lib.optimizer_config(config))
-  abstract = jax.eval_shape(
-    lambda: train_lib.create_state(
-      config, anonymizer, reviewer, optimizer, privacy_split.visuals.shape[1:]
-    )
-  )
-  state, meta = checkpoint.restore(mgr, abstract, step)
-  return anonymizer, state.params, meta
-
-
 def samples_figure(
   path: str, raw: np.ndarray, anonymized: np.ndarray, raw_answers, anon_answers, split, n=8
 ):
@@ -182,18 +167,37 @@ def markdown_table(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
-  """Runs the protocol and writes eval.json / eval.md / samples.png; returns the eval.json dict."""
-  config = config.copy_and_resolve_references()
-  train_split, test_split = train_lib.load_data(config)
-  # The privacy judge's data: the same splits, or config.privacy_data's (e.g. VISPR).
-  p_train, p_test = train_lib.load_privacy_data(config, (train_split, test_split))
-  anonymizer, params, meta = restore_anonymizer(config, workdir, p_train)
-  if oracle is None:
-    oracle = make_oracle(config, workdir)
-  calls_before = int(getattr(getattr(oracle, "stats", None), "calls", 0))
+def load_eval_splits(config) -> tuple[Split, Split, Split]:
+  """(utility test split, privacy train split, privacy test split) of a run's config.
 
-  anonymize = batched_anonymizer(lambda x: anonymizer.apply({"params": params}, x))
+  The privacy judge learns from the privacy training split: config.privacy_data's (e.g. VISPR),
+  or the utility dataset's own when the run has one dataset.
+  """
+  test_split = experiment.load_split(config, "test")
+  if experiment.has_privacy_data(config):
+    p_train = experiment.load_split(config, "train", privacy=True)
+    return test_split, p_train, experiment.load_split(config, "test", privacy=True)
+  return test_split, experiment.load_split(config, "train"), test_split
+
+
+def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
+  """Runs the protocol and writes eval.json / eval.md / samples.png; returns the eval.json dict.
+
+  Args:
+    config: the run's config (`run_config.resolve(workdir)`: W/config.json, or a --config of the
+      same run with other evaluation settings).
+    workdir: the training workdir; its latest checkpoint's anonymizer is evaluated.
+    oracle: the black box; built from `config.oracle` when None.
+  """
+  config = config.copy_and_resolve_references()
+  restored = anonymizer_lib.restore(workdir)
+  meta = checkpoint.read_meta(checkpoint.manager(workdir, read_only=True), restored.step)
+  test_split, p_train, p_test = load_eval_splits(config)
+  if oracle is None:
+    oracle = black_boxes.make_oracle(config, workdir)
+  calls_before = oracle.stats.calls
+
+  anonymize = batched_anonymizer(restored.apply)
   rows_spec: list[tuple[str, AnonymizeFn]] = [
     ("raw data", batched_anonymizer(lambda x: x)),
     ("anonymax", anonymize),
@@ -237,11 +241,11 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     "raw_utility": raw["utility"],
     "raw_privacy_cmap": raw["privacy_cmap"],
     "utility_metric": u["metric"],
-    "oracle": getattr(oracle, "name", type(oracle).__name__),
-    "oracle_loss": getattr(oracle, "loss", ""),
+    "oracle": oracle.name,
+    "oracle_loss": oracle.loss,
     "train_oracle_calls": int(meta.get("oracle_samples", 0)),
     "train_skipped": int(meta.get("skipped", 0)),
-    "eval_oracle_calls": int(getattr(getattr(oracle, "stats", None), "calls", 0)) - calls_before,
+    "eval_oracle_calls": oracle.stats.calls - calls_before,
     "step": int(meta.get("step", 0)),
     "attributes": list(p_test.attribute_names),
     "rows": rows,

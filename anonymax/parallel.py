@@ -1,4 +1,4 @@
-"""Data parallelism: one mesh axis, "data", over the devices (DESIGN.md §7).
+"""Data parallelism: one mesh axis, "data", over the devices.
 
 The training state is replicated and every batch is split along its first axis; `jax.jit` then
 partitions the step (GSPMD): each device anonymizes and backpropagates its share, gradients and

@@ -1,6 +1,6 @@
 """The evaluation protocol's privacy measure: a fresh ResNet trained on anonymized visuals.
 
-Following Wu et al. (2020) and the paper's protocol (DESIGN.md section 6), privacy leakage is
+Following Wu et al. (2020) and the paper's evaluation protocol, privacy leakage is
 not read off the reviewer f_P used in training (the anonymizer was optimised against it), but
 from a *fresh* classifier: a ResNet trained from scratch on the anonymized training visuals to
 predict the privacy attributes, whose class-wise mAP on the anonymized test visuals is reported

@@ -39,26 +39,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # On a GPU JAX would otherwise take 75% of the memory up front and leave torch the rest.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 try:
-  import torch  # noqa: E402
-  from torch import nn  # noqa: E402
-  from torch.nn import functional as F  # noqa: E402
+  import torch
+  from torch import nn
+  from torch.nn import functional as F
 except ImportError as e:  # pragma: no cover - depends on the environment
   _MSG = "anonymizer_throughput needs PyTorch: pip install torch (the [hf] extra)"
   if __name__ == "__main__":
     raise SystemExit(_MSG) from None
   raise ImportError(_MSG) from e
 
-from anonymax.models.norm import num_groups  # noqa: E402
-from anonymax.models.unet import UNet  # noqa: E402
+from anonymax.models.norm import num_groups
+from anonymax.models.unet import UNet
 
 HEADS = ("residual", "masked_fill", "mask")
 # flax.linen.GroupNorm's default; torch's is 1e-5.

@@ -19,32 +19,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from anonymax import optim, train  # noqa: E402
-from anonymax.data import pipeline  # noqa: E402
-from anonymax.oracles import OracleOutput, OracleStats  # noqa: E402
-from anonymax.oracles.bridge import OracleBridge  # noqa: E402
-from configs import synthetic  # noqa: E402
+from anonymax import experiment
+from anonymax.configs import synthetic
+from anonymax.oracles import Oracle, OracleOutput
 
 
-class MeanPixelOracle:
+class MeanPixelOracle(Oracle):
   """A deterministic black box: each sample's loss is its mean uint8 pixel value / 255.
 
   It keeps the uint8 visuals of every call, so two runs can compare what the oracle was sent.
   """
 
-  name = "mean_pixel"
-  loss = "nll"
-
   def __init__(self):
-    self.stats = OracleStats()
+    super().__init__(name="mean_pixel", loss="nll")
     self.received: list[np.ndarray] = []
 
   def query(self, visuals, queries):
@@ -56,24 +48,16 @@ class MeanPixelOracle:
     return OracleOutput(losses.astype(np.float32), np.zeros(n, np.int32), ["x"] * n)
 
 
-def run_on(device, config, split, steps: int):
+def run_on(device, config, steps: int):
   """`steps` training steps from the config's initial state, every array on `device`."""
   with jax.default_device(device):
-    anonymizer, reviewer = train.build_models(config)
-    optimizer = optim.make_optimizer(train.optimizer_config(config))
-    state = train.create_state(config, anonymizer, reviewer, optimizer, split.visuals.shape[1:])
-    state = jax.device_put(state, device)
     oracle = MeanPixelOracle()
-    step_fn = train.make_train_step(
-      config, anonymizer, reviewer, optimizer, OracleBridge(oracle, split.queries)
-    )
+    exp = experiment.build(config, oracle=oracle)
+    state = jax.device_put(exp.init_state(), device)
+    step_fn = exp.train_step()
     history = []
     for k in range(steps):
-      n = split.visuals.shape[0]
-      u = pipeline.batch_indices(k, num_examples=n, batch_size=config.batch_size, seed=0)
-      p = pipeline.batch_indices(k, num_examples=n, batch_size=config.privacy_batch_size, seed=1)
-      batch = (split.visuals[u], u.astype(np.int32), split.visuals[p], split.privacy[p])
-      state, metrics = step_fn(state, *jax.device_put(batch, device))
+      state, metrics = step_fn(state, *jax.device_put(exp.batch(k), device))
       history.append({k: float(v) for k, v in jax.device_get(metrics).items()})
     params = jax.device_get(state.params)
   return history, params, oracle.received
@@ -110,11 +94,9 @@ def main(argv=None):
 
   config = synthetic.get_config(args.variant)
   config.data.data_dir = args.data_dir or os.path.join(tempfile.gettempdir(), "anonymax_bench_tfds")
-  split, _ = train.load_data(config)
-  train.finalize_config(config, split)
 
   (hist_a, params_a, sent_a), (hist_b, params_b, sent_b) = (
-    run_on(d, config, split, args.steps) for d in devices
+    run_on(d, config, args.steps) for d in devices
   )
   label_a, label_b = (f"{d.platform}:{d.id}" for d in devices)
   print(f"backends: a={label_a} ({devices[0].device_kind}), b={label_b} ({devices[1].device_kind})")

@@ -13,17 +13,13 @@ Last line: `speedup=<x>`, flax's forward time over ours (> 1: ours is faster).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import flax.linen as nn
+import jax
+import numpy as np
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from anonymax.models.norm import GroupNorm  # noqa: E402
+from anonymax.models.norm import GroupNorm
 
 
 def seconds_per_call(fn, *args, repeats: int) -> float:

@@ -9,8 +9,7 @@ images/ and annotations/ (https://tribhuvanesh.github.io/vpa/).
 
   python launch/train.py --config=configs/hmdb51_vispr.py:model=/models/Video-LLaVA-7B-hf \
       --workdir=workdirs/hmdb51_vispr
-  python launch/eval.py  --config=configs/hmdb51_vispr.py:model=/models/Video-LLaVA-7B-hf \
-      --workdir=workdirs/hmdb51_vispr
+  python launch/eval.py  --workdir=workdirs/hmdb51_vispr
 
 Variants (comma-separated after a colon; combinable):
   oracle=hf|openai      the black box: a local Video-LLaVA (default; model=PATH) or an
@@ -27,25 +26,26 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import synthetic
-from configs.real_data import real_data, real_data_config
+from anonymax.configs.real_data import VARIANTS as SHARED_VARIANTS
+from anonymax.configs.real_data import real_data, real_data_config
+from anonymax.variants import Variant, parse_variants
 
 DATASET = "hmdb51"
-_KNOWN_ARGS = ("oracle", "base_url", "model", "loss", "zo", "scal", "split", "attributes")
+VARIANTS = (
+  *SHARED_VARIANTS,
+  Variant("split", "the official train/test split", type=int, default=1, choices=(1, 2, 3)),
+  Variant(
+    "attributes", "all VISPR attributes (default: the seven of prior work)", choices=("all",)
+  ),
+)
 
 
 def video_config(dataset: str, arg: str | None, config_name: str) -> ml_collections.ConfigDict:
   """`dataset` clips (utility) + VISPR images (privacy); `arg` selects variants."""
-  args = synthetic._parse(arg)
-  unknown = sorted(set(args) - set(_KNOWN_ARGS))
-  if unknown:
-    raise ValueError(f"configs/{config_name}: unknown variant(s) {unknown}; known: {_KNOWN_ARGS}")
-  split = args.get("split", "1")
-  if split not in ("1", "2", "3"):
-    raise ValueError(f"configs/{config_name}: split={split!r} must be 1, 2 or 3")
+  args = parse_variants(arg, VARIANTS, config_name=f"configs/{config_name}")
   c = real_data_config(args, default_oracle="hf")
-  c.data = real_data(dataset, image_size=112, clip_length=8, split_number=int(split))
-  c.privacy_data = real_data("vispr", image_size=112, attributes=args.get("attributes", "paper"))
+  c.data = real_data(dataset, image_size=112, clip_length=8, split_number=args["split"])
+  c.privacy_data = real_data("vispr", image_size=112, attributes=args["attributes"] or "paper")
   c.privacy_data.data_dir = c.data.get_ref("data_dir")
   # 16 clips of 8 frames per oracle call; a local 7B video model answers a few per second.
   c.oracle.hf.batch_size = 4

@@ -12,7 +12,7 @@ directory, <data_dir>/downloads/manual unless set (the first run says which file
 
   export OPENAI_API_KEY=...        # GPT-4o is the default black box
   python launch/train.py --config=configs/okvqa.py --workdir=workdirs/okvqa
-  python launch/eval.py  --config=configs/okvqa.py --workdir=workdirs/okvqa
+  python launch/eval.py  --workdir=workdirs/okvqa
 
 Variants (comma-separated after a colon; combinable):
   oracle=openai|hf      the black box: an OpenAI-compatible server (default: GPT-4o, key from
@@ -34,10 +34,17 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import synthetic
-from configs.real_data import real_data, real_data_config
+from anonymax.configs.real_data import VARIANTS as SHARED_VARIANTS
+from anonymax.configs.real_data import real_data, real_data_config
+from anonymax.variants import Variant, parse_variants
 
-_KNOWN_ARGS = ("oracle", "base_url", "model", "loss", "zo", "scal", "categories", "attributes")
+VARIANTS = (
+  *SHARED_VARIANTS,
+  Variant("categories", "every OK-VQA category (default: four and seven)", choices=("all",)),
+  Variant(
+    "attributes", "all VISPR attributes (default: the seven of prior work)", choices=("all",)
+  ),
+)
 # People-centred OK-VQA categories (question_type words): four = Sports and Recreation,
 # seven = People and Everyday Life.
 PEOPLE_CATEGORIES = ("four", "seven")
@@ -45,14 +52,11 @@ PEOPLE_CATEGORIES = ("four", "seven")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """OK-VQA (utility) + VISPR (privacy); `arg` selects variants (see the module docstring)."""
-  args = synthetic._parse(arg)
-  unknown = sorted(set(args) - set(_KNOWN_ARGS))
-  if unknown:
-    raise ValueError(f"configs/okvqa.py: unknown variant(s) {unknown}; known: {_KNOWN_ARGS}")
+  args = parse_variants(arg, VARIANTS, config_name="configs/okvqa.py")
   c = real_data_config(args, default_oracle="openai")
   categories = () if args.get("categories") == "all" else PEOPLE_CATEGORIES
   c.data = real_data("okvqa", image_size=224, categories=categories)
-  c.privacy_data = real_data("vispr", image_size=224, attributes=args.get("attributes", "paper"))
+  c.privacy_data = real_data("vispr", image_size=224, attributes=args["attributes"] or "paper")
   # One TFDS data_dir for both unless set apart.
   c.privacy_data.data_dir = c.data.get_ref("data_dir")
   return c

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import synthetic
+from anonymax.configs import synthetic
+from anonymax.variants import Variant
+
+# The variants every real-data config accepts (each adds its own).
+VARIANTS = (
+  Variant("oracle", "the black box", choices=("openai", "hf")),
+  Variant("model", "the served model's name (openai) or a local model directory (hf)"),
+  Variant("base_url", "an OpenAI-compatible server other than OpenAI's (e.g. vLLM)"),
+  Variant("loss", "the utility loss (default: vqa for openai, nll for hf)", choices=("nll", "choice", "vqa")),
+  Variant("zo", "as in configs/synthetic.py", default="ours", choices=("ours", "spsa", "spsa_gc", "es")),
+  Variant(
+    "scal", "as in configs/synthetic.py", default="augmented_tchebycheff",
+    choices=("augmented_tchebycheff", "tchebycheff", "weighted_sum", "smooth_tchebycheff"),
+  ),
+)  # fmt: skip
 
 
 def real_data(dataset: str, *, image_size: int, clip_length: int = 0, **options):
@@ -23,15 +37,17 @@ def real_data(dataset: str, *, image_size: int, clip_length: int = 0, **options)
   return d
 
 
-def real_data_config(args: dict[str, str], *, default_oracle: str) -> ml_collections.ConfigDict:
-  """The synthetic config's oracle, optimizer and evaluation sections with real-data models."""
-  oracle = args.get("oracle", default_oracle)
-  if oracle == "reference":
-    raise ValueError("oracle=reference is the synthetic benchmark's black box: use openai or hf")
-  passed = {k: args[k] for k in ("base_url", "model", "loss", "zo", "scal") if k in args}
-  if "loss" not in passed:
-    passed["loss"] = "vqa" if oracle == "openai" else "nll"
-  c = synthetic.get_config(",".join([f"oracle={oracle}", *(f"{k}={v}" for k, v in passed.items())]))
+def real_data_config(args: dict, *, default_oracle: str) -> ml_collections.ConfigDict:
+  """The synthetic config's oracle, optimizer and evaluation sections with real-data models.
+
+  Args:
+    args: the parsed variants (`VARIANTS` and the config's own).
+    default_oracle: the black box when no oracle= variant is given.
+  """
+  oracle = args.get("oracle") or default_oracle
+  loss = args.get("loss") or ("vqa" if oracle == "openai" else "nll")
+  shared = {k: args.get(k) for k in ("base_url", "model", "zo", "scal")}
+  c = synthetic.build({**shared, "oracle": oracle, "loss": loss})
   # The anonymizer of SPAct/VITA (64-128-256-512-512) and a ResNet-50 reviewer and judge.
   c.anonymizer.features = (64, 128, 256, 512, 512)
   c.anonymizer.groups = 8
@@ -42,7 +58,8 @@ def real_data_config(args: dict[str, str], *, default_oracle: str) -> ml_collect
   c.eval.judge_steps = 3000
   c.eval.judge_batch_size = 64
   # SPSA in ~10⁵ dimensions (the last decoder block here) estimates poorly; the mask head alone
-  # (~500 parameters) is perturbed, and privacy moves every layer.
+  # (68 parameters: a 1×1 conv over 64 channels and its bias, and the 3 fill colours) is
+  # perturbed, and privacy moves every layer.
   c.optim.perturb = "^(mask_out|fill)"
   c.optim.privacy_grad_scale = 10.0
   c.oracle.hf.device = "cuda"

@@ -1,54 +1,63 @@
 r"""The embedded default: the synthetic benchmark against the reference black box (no download).
 
-Train, then evaluate (writes eval.json, eval.md, samples.png in the workdir):
+Train, then evaluate (writes eval.json, eval.md, samples.png in the workdir; evaluation and
+anonymization read the run's config back from W/config.json):
 
   python launch/train.py --config=configs/synthetic.py --workdir=workdirs/synthetic
-  python launch/eval.py  --config=configs/synthetic.py --workdir=workdirs/synthetic
+  python launch/eval.py  --workdir=workdirs/synthetic
 
 Variants (comma-separated after a colon; combinable):
   smoke                 tiny sizes and few steps: a few minutes on a laptop, used by the tests.
   clips                 short clips (T frames) with action recognition instead of image VQA.
   oracle=openai         the black box behind any OpenAI-compatible server (key from $OPENAI_API_KEY);
   base_url=URL          ... at this address, e.g. the reference served by
-                        `python -m anonymax.oracles.server --port 8000` → base_url=http://127.0.0.1:8000/v1
+                        `python launch/reference_server.py --port 8000` → base_url=http://127.0.0.1:8000/v1
   model=NAME            the served model's name (oracle=openai) or a local path (oracle=hf).
   oracle=hf             a local transformers model (LLaVA / Video-LLaVA) from model=PATH.
   loss=nll|choice|vqa   the utility loss the black box returns.
-  zo=ours|spsa|spsa_gc  the zeroth-order method for the utility gradient (paper Table 6).
+  zo=ours|spsa|spsa_gc|es   the zeroth-order method for the utility gradient (paper Table 6).
   scal=augmented_tchebycheff|tchebycheff|weighted_sum|smooth_tchebycheff   (paper Table 5).
 
 Example:
   python launch/train.py --config=configs/synthetic.py:smoke,zo=spsa --workdir=/tmp/w
-Any field is overridable too, e.g. --config.total_steps=100.
+Any field is overridable too, e.g. --config.total_steps=100. Fields left None
+(reviewer.num_classes, the privacy entry of optim.scalarization.ideal) are derived from the data
+when a run starts and written to W/config.json.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
+from anonymax.variants import Variant, parse_variants
 
-def _parse(arg: str | None) -> dict[str, str]:
-  out = {}
-  for part in (arg or "").split(","):
-    part = part.strip()
-    if not part:
-      continue
-    key, _, value = part.partition("=")
-    out[key] = value if value else "true"
-  return out
-
-
-_KNOWN_ARGS = ("smoke", "clips", "oracle", "base_url", "model", "loss", "zo", "scal")
+VARIANTS = (
+  Variant("smoke", "tiny sizes and few steps: minutes on a laptop, used by the tests", type=bool),
+  Variant("clips", "short clips (T frames) with action recognition instead of image VQA", type=bool),
+  Variant("oracle", "the black box", default="reference", choices=("reference", "openai", "hf")),
+  Variant("base_url", "the OpenAI-compatible server's address (oracle=openai)"),
+  Variant("model", "the served model's name (oracle=openai) or a local path (oracle=hf)"),
+  Variant("loss", "the utility loss the black box returns", choices=("nll", "choice", "vqa")),
+  Variant(
+    "zo", "the zeroth-order method (paper Table 6)", default="ours",
+    choices=("ours", "spsa", "spsa_gc", "es"),
+  ),
+  Variant(
+    "scal", "the scalarization (paper Table 5)", default="augmented_tchebycheff",
+    choices=("augmented_tchebycheff", "tchebycheff", "weighted_sum", "smooth_tchebycheff"),
+  ),
+)  # fmt: skip
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the synthetic-benchmark config; `arg` selects variants (see the module docstring)."""
-  args = _parse(arg)
-  unknown = sorted(set(args) - set(_KNOWN_ARGS))
-  if unknown:
-    raise ValueError(f"configs/synthetic.py: unknown variant(s) {unknown}; known: {_KNOWN_ARGS}")
-  smoke = args.get("smoke") == "true"
-  clips = args.get("clips") == "true"
+  return build(parse_variants(arg, VARIANTS, config_name="configs/synthetic.py"))
+
+
+def build(variants: dict) -> ml_collections.ConfigDict:
+  """The config for parsed `variants` (a dict as `parse_variants` returns for `VARIANTS`)."""
+  args = {v.name: (False if v.type is bool else v.default) for v in VARIANTS} | dict(variants)
+  smoke, clips = bool(args["smoke"]), bool(args["clips"])
 
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -76,6 +85,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.reviewer = ml_collections.ConfigDict()
   c.reviewer.name = "resnet_tiny" if smoke else "resnet18"
+  # Derived from the privacy data (its number of attributes) unless set here.
+  c.reviewer.num_classes = ml_collections.FieldReference(None, field_type=int)
   # A narrow ResNet-18 with the ImageNet stem keeps a CPU step cheap; real data uses resnet50.
   c.reviewer.kwargs = {} if smoke else dict(num_filters=16, small_input=False)
   c.reviewer.learning_rate = 1e-3
@@ -85,8 +96,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- The black box. ---
   c.oracle = ml_collections.ConfigDict()
-  c.oracle.kind = args.get("oracle", "reference")
-  c.oracle.loss = args.get("loss", "nll" if c.oracle.kind != "openai" else "choice")
+  c.oracle.kind = args["oracle"]
+  # Chat servers give no teacher-forced likelihood: the openai oracle scores choices by default.
+  c.oracle.loss = args["loss"] or ("nll" if c.oracle.kind != "openai" else "choice")
   c.oracle.cache = c.oracle.kind != "reference"  # persistent cache in the workdir for paid oracles
   c.oracle.reference = ml_collections.ConfigDict()
   c.oracle.reference.cache_dir = ml_collections.FieldReference(None, field_type=str)
@@ -96,11 +108,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.oracle.reference.steps = 300 if smoke else ml_collections.FieldReference(None, field_type=int)
   c.oracle.openai = ml_collections.ConfigDict()
-  # The served model's name; a local `python -m anonymax.oracles.server` answers to any name.
-  c.oracle.openai.model = args.get("model", "gpt-4o") if c.oracle.kind == "openai" else "gpt-4o"
-  c.oracle.openai.base_url = args.get("base_url", "") or ml_collections.FieldReference(
-    None, field_type=str
-  )
+  # The served model's name; a local `python launch/reference_server.py` answers to any name.
+  c.oracle.openai.model = (args["model"] if c.oracle.kind == "openai" else None) or "gpt-4o"
+  c.oracle.openai.base_url = args["base_url"] or ml_collections.FieldReference(None, field_type=str)
   c.oracle.openai.api_key_env = "OPENAI_API_KEY"
   c.oracle.openai.concurrency = 16
   c.oracle.openai.max_retries = 3
@@ -117,7 +127,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.oracle.openai.max_tokens = 16
   c.oracle.openai.top_logprobs = 10
   c.oracle.hf = ml_collections.ConfigDict()
-  c.oracle.hf.model_path = args.get("model", "") if c.oracle.kind == "hf" else ""
+  c.oracle.hf.model_path = (args["model"] if c.oracle.kind == "hf" else None) or ""
   c.oracle.hf.device = "cpu"
   c.oracle.hf.batch_size = 8
   c.oracle.hf.dtype = "auto"
@@ -128,29 +138,39 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # --- Objective and optimizer (anonymax.optim.make_optimizer). ---
   c.privacy_loss = "neg_entropy"
   c.optim = ml_collections.ConfigDict()
-  c.optim.zo_method = args.get("zo", "ours")
+  c.optim.zo_method = args["zo"]
   c.optim.num_samples = 1  # q: SPSA perturbations per step (2q oracle calls per sample)
-  c.optim.privacy_grad_scale = (
-    1.0 if smoke else 300.0
-  )  # h_k multiplier beside an SPSA estimate (see train.py)
+  # h_k's multiplier before it meets ĝ_k in Eq. 11 (1.0: the paper): an SPSA estimate's norm is
+  # about √D times that of the gradient it estimates, so the exact privacy gradient is scaled up.
+  c.optim.privacy_grad_scale = 1.0 if smoke else 300.0
   # Regex on parameter paths to perturb ("" = all). SPSA's estimate degrades with the number of
   # perturbed parameters (cosine with the gradient ~ 1/sqrt(D)), so the default perturbs only the
   # last decoder block and the mask head (~2k of ~30k parameters); privacy moves them all.
   c.optim.perturb = "^(up_0|mask_out|fill)"
-  c.optim.history = dict(memory_size=5, decay=0.9, gamma=0.5, b=1.0, selection="critical")
+  # The critical history (Eqs. 8-10): selection "critical" | "latest" | "none"; the direction
+  # (Eq. 9) and step-size (Eq. 10) adjustments can be switched off one by one (paper Table 7).
+  c.optim.history = dict(
+    memory_size=5,
+    decay=0.9,
+    gamma=0.5,
+    b=1.0,
+    selection="critical",
+    adjust_direction=True,
+    adjust_step=True,
+  )
   c.optim.spsa_gc = dict(beta=0.9)
   c.optim.scalarization = dict(
-    kind=args.get("scal", "augmented_tchebycheff"),
+    kind=args["scal"],
     # λ: utility first. Tchebycheff equalises λ_i (L_i − z*_i), so with equal weights the
     # anonymizer would give up as much utility loss as privacy loss is left to gain; with the
     # current step (0.97, 0.03) met the target in three seeds of three, (0.95, 0.05) and
     # (0.9, 0.1) in two and one (README, Results).
     weights=(0.5, 0.5) if smoke else (0.97, 0.03),
     # z*: the utility loss the black box reaches on clean inputs (the reference's NLL on raw
-    # synthetic images is about 0.55) and the privacy ideal, which the trainer sets from
-    # losses.privacy_ideal(privacy_loss). With z*_utility = 0 the utility objective would always
-    # be selected, since no anonymizer can beat raw inputs.
-    ideal=(0.5, 0.0),
+    # synthetic images is about 0.55) and the privacy ideal; None is derived from the privacy
+    # loss (losses.privacy_ideal(privacy_loss)). With z*_utility = 0 the utility objective would
+    # always be selected, since no anonymizer can beat raw inputs.
+    ideal=(0.5, None),
     eps=1e-3,
     sigma=0.1,
     mu=0.1,

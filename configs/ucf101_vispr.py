@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs.hmdb51_vispr import video_config
+from anonymax.configs.hmdb51_vispr import video_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

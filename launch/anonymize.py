@@ -1,7 +1,10 @@
 r"""Anonymizes your own images and videos with a trained anonymizer, before they go anywhere.
 
-  python launch/anonymize.py --config=configs/synthetic.py --workdir=workdirs/synthetic \
+  python launch/anonymize.py --workdir=workdirs/synthetic \
       --inputs=photo1.jpg,holiday.mp4,photos/ --output=anonymized/
+
+The anonymizer is restored alone from the workdir's latest checkpoint: no dataset, no reviewer,
+no config file needed (a --config, if given, must describe the workdir's run).
 
 Images are read with Pillow (any mode is converted to RGB), resized to --size (default: the training
 image size; 0 keeps the original size, padded to what the U-Net needs), anonymized and written as PNG
@@ -13,24 +16,22 @@ An unreadable or truncated file is reported by name and skipped; nothing already
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+from PIL import Image
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from anonymax import anonymizer as anonymizer_lib
+from anonymax import cli, run_config
+from anonymax.data import video_files
+from anonymax.types import to_uint8
 
-from anonymax.data import video_files  # noqa: E402
-from anonymax.oracles.base import to_uint8  # noqa: E402
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 config_flags.DEFINE_config_file(
   "config",
-  os.path.join(_ROOT, "configs", "synthetic.py"),
-  "The training config.",
+  None,
+  "Optional: the training config (checked against <workdir>/config.json).",
   lock_config=False,
 )
 flags.DEFINE_string("workdir", None, "The training workdir holding checkpoints/.", required=True)
@@ -78,20 +79,13 @@ def read_visual(path: str, size: int) -> np.ndarray:
     raise ValueError(f"{path}: cannot read image ({e})") from e
 
 
-def pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
-  h, w = x.shape[-3], x.shape[-2]
-  ph, pw = (-h) % multiple, (-w) % multiple
-  pad = [(0, 0)] * (x.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
-  return np.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge"), (h, w)
-
-
 def anonymize_frames(apply, frames: np.ndarray, multiple: int, chunk: int) -> np.ndarray:
   """Frame-wise anonymization of uint8 frames [T, H, W, 3], `chunk` frames per call.
 
   The last chunk is padded with repeats of its final frame, so every call has the same shape and
   the anonymizer compiles once per video size (frames are independent: the U-Net works per frame).
   """
-  padded, (h, w) = pad_to_multiple(frames, multiple)
+  padded, (h, w) = anonymizer_lib.pad_to_multiple(frames, multiple)
   out = []
   for start in range(0, len(padded), chunk):
     part = padded[start : start + chunk]
@@ -102,19 +96,17 @@ def anonymize_frames(apply, frames: np.ndarray, multiple: int, chunk: int) -> np
   return np.concatenate(out)
 
 
+@cli.user_errors
 def main(argv):
   del argv
   import jax
 
-  from anonymax import evaluate
-
-  config = flags.FLAGS.config
-  anonymizer, params, _ = evaluate.restore_anonymizer(
-    config.copy_and_resolve_references(), flags.FLAGS.workdir
-  )
-  size = config.data.image_size if flags.FLAGS.size < 0 else flags.FLAGS.size
-  multiple = 2 ** (len(config.anonymizer.features) - 1)
-  apply = jax.jit(lambda x: anonymizer.apply({"params": params}, x))
+  if flags.FLAGS.config is not None:  # only to check that it is this workdir's run
+    run_config.resolve(flags.FLAGS.workdir, flags.FLAGS.config)
+  restored = anonymizer_lib.restore(flags.FLAGS.workdir)
+  size = restored.description["image_size"] if flags.FLAGS.size < 0 else flags.FLAGS.size
+  multiple = restored.multiple
+  apply = jax.jit(restored.apply)
   os.makedirs(flags.FLAGS.output, exist_ok=True)
   failures = 0
   for path in tqdm(list_inputs(flags.FLAGS.inputs), desc="anonymize"):
@@ -133,7 +125,7 @@ def main(argv):
       out = anonymize_frames(apply, frames, multiple, flags.FLAGS.chunk)
       video_files.write_video(base + ".mp4", out, fps, crf=flags.FLAGS.crf)
       continue
-    padded, (h, w) = pad_to_multiple(visual, multiple)
+    padded, (h, w) = anonymizer_lib.pad_to_multiple(visual, multiple)
     out = to_uint8(np.asarray(apply(padded[None].astype(np.float32) / 255.0))[0][..., :h, :w, :])
     if out.ndim == 4:
       np.save(base + ".npy", out)

@@ -4,24 +4,24 @@ r"""Trains an anonymizer against a black-box MLLM.
   python launch/train.py --config=configs/synthetic.py:smoke --workdir=/tmp/w
   python launch/train.py --config=configs/synthetic.py --config.total_steps=100
 
-Rerunning the same command resumes from the latest checkpoint in --workdir. See the config file's
-docstring for its variants; any field can be overridden with --config.<field>=<value>.
+Rerunning the same command resumes from the latest checkpoint in --workdir (a config that
+describes another run is refused, naming the field). See the config file's docstring for its
+variants; any field can be overridden with --config.<field>=<value>. The run's config, derived
+fields filled in, is written to <workdir>/config.json; launch/eval.py and launch/anonymize.py
+read it back.
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from anonymax import cli, train
 
-from anonymax import checkpoint, train  # noqa: E402
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 config_flags.DEFINE_config_file(
   "config",
-  os.path.join(_ROOT, "configs", "synthetic.py"),
+  os.path.join(_CONFIGS, "synthetic.py"),
   "Config file (path[:variants]).",
   lock_config=True,
 )
@@ -32,15 +32,15 @@ flags.DEFINE_string(
 )
 
 
+@cli.user_errors
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  workdir = flags.FLAGS.workdir or checkpoint.default_workdir(flags.FLAGS["config"].config_filename)
+  config_file = flags.FLAGS["config"].config_filename
+  workdir = flags.FLAGS.workdir or cli.default_workdir(config_file)
   state = train.train_and_evaluate(flags.FLAGS.config, workdir)
   print(f"trained to step {int(state.step)}; checkpoints in {os.path.join(workdir, 'checkpoints')}")
-  print(
-    f"next: python launch/eval.py --config={flags.FLAGS['config'].config_filename} --workdir={workdir}"
-  )
+  print(f"next: python launch/eval.py --workdir={workdir}")
 
 
 if __name__ == "__main__":

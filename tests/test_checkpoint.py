@@ -1,6 +1,5 @@
 """Checkpoints: the whole state round-trips, secrets never reach disk, a killed run resumes exactly."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,34 +11,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from anonymax import checkpoint, optim, train
-from configs import synthetic
+from anonymax import checkpoint, cli, experiment
+from anonymax.configs import synthetic
+from tests.test_train import SpyOracle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def test_scrub_secrets_redacts_keys_but_keeps_variable_names():
-  config = {
-    "oracle": {"api_key": "sk-live-123", "api_key_env": "OPENAI_API_KEY", "budget_tokens": 5},
-    "headers": [{"Authorization": "Bearer sk-live-123"}],
-    "lr": 0.1,
-  }
-  scrubbed = checkpoint.scrub_secrets(config)
-  text = json.dumps(scrubbed)
-  assert "sk-live-123" not in text
-  assert scrubbed["oracle"]["api_key_env"] == "OPENAI_API_KEY"
-  assert scrubbed["oracle"]["budget_tokens"] == 5
-  assert scrubbed["lr"] == 0.1
 
 
 def _state(tmp_path):
   config = synthetic.get_config("smoke")
   config.data.data_dir = str(tmp_path / "tfds")
-  train_split, _ = train.load_data(config)
-  train.finalize_config(config, train_split)
-  anonymizer, reviewer = train.build_models(config)
-  optimizer = optim.make_optimizer(train.optimizer_config(config))
-  return train.create_state(config, anonymizer, reviewer, optimizer, train_split.visuals.shape[1:])
+  return experiment.build(config, oracle=SpyOracle()).init_state()
 
 
 def test_round_trip_of_the_whole_state(tmp_path):
@@ -54,7 +36,7 @@ def test_round_trip_of_the_whole_state(tmp_path):
   ]
   state = jax.tree.unflatten(treedef, leaves)
   mgr = checkpoint.manager(str(tmp_path / "w"))
-  checkpoint.save(mgr, 7, state, {"step": 7, "config": {"api_key": "sk-secret"}})
+  checkpoint.save(mgr, 7, state, {"step": 7, "config": {"api_key": "sk-secret"}}, {"model": {}})
   restored, meta = checkpoint.restore(
     checkpoint.manager(str(tmp_path / "w"), read_only=True), state
   )
@@ -140,17 +122,31 @@ def test_a_killed_run_resumes_to_the_same_parameters(tmp_path):
 
 
 def test_default_workdir_is_named_after_the_config_file():
-  assert checkpoint.default_workdir("configs/synthetic.py:smoke,zo=spsa") == os.path.join(
+  assert cli.default_workdir("configs/synthetic.py:smoke,zo=spsa") == os.path.join(
     "workdirs", "synthetic"
   )
-  assert checkpoint.default_workdir("/abs/okvqa.py") == os.path.join("workdirs", "okvqa")
+  assert cli.default_workdir("/abs/okvqa.py") == os.path.join("workdirs", "okvqa")
 
 
 def test_a_checkpoint_of_another_state_layout_is_a_clear_error(tmp_path):
-  mgr = checkpoint.manager(str(tmp_path))
-  checkpoint.save(mgr, 1, {"params": np.zeros(3), "opt": {"mu": np.ones((5, 2))}}, {})
-  mgr.wait_until_finished()
+  state = _state(tmp_path)
+  mgr = checkpoint.manager(str(tmp_path / "w"))
+  checkpoint.save(mgr, 1, state, {}, {"model": {}})
+  # E.g. an earlier version's optimizer state, laid out per parameter leaf instead of flat.
+  other = state.replace(opt_state=jax.tree.map(lambda x: np.zeros(3, np.float32), state.params))
   with pytest.raises(ValueError, match=r"checkpoint .*/1 does not match this version's training"):
-    checkpoint.restore(
-      checkpoint.manager(str(tmp_path)), {"params": np.zeros(3), "opt": np.ones(10)}
-    )
+    checkpoint.restore(checkpoint.manager(str(tmp_path / "w")), other)
+
+
+def test_a_checkpoint_without_the_standalone_anonymizer_is_a_clear_error(tmp_path):
+  """An earlier version wrote only the state and meta items."""
+  state = _state(tmp_path)
+  directory = str(tmp_path / "w" / "checkpoints")
+  options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False)
+  old = ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+  old.save(
+    1, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave({}))
+  )
+  old.wait_until_finished()
+  with pytest.raises(ValueError, match=r"checkpoint .*/1 holds no standalone anonymizer"):
+    checkpoint.restore_anonymizer(checkpoint.manager(str(tmp_path / "w"), read_only=True))

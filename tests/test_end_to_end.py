@@ -11,8 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_then_eval(tmp_path, variants: str):
-  """Runs launch/train.py then launch/eval.py on `configs/synthetic.py:<variants>` as a user does;
-  returns (the flags both took, the environment)."""
+  """Runs launch/train.py on `configs/synthetic.py:<variants>`, then launch/eval.py with only
+  --workdir, as a user does; returns (train's flags, the environment)."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   common = [
     "--config=" + os.path.join(ROOT, "configs", "synthetic.py") + ":" + variants,
@@ -20,20 +20,29 @@ def _train_then_eval(tmp_path, variants: str):
     f"--config.data.data_dir={tmp_path / 'tfds'}",
     f"--config.oracle.reference.cache_dir={tmp_path / 'reference'}",
   ]
-  run_launchers(common, env)
+  run_launchers(common, env, eval_flags=[f"--workdir={tmp_path / 'w'}"])
   return common, env
 
 
-def run_launchers(flags, env) -> str:
-  """launch/train.py then launch/eval.py with the same flags; returns eval.py's stdout."""
-  for script in ("train.py", "eval.py"):
-    proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launch", script), *flags],
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=900,
-    )
+def launch(script: str, flags, env, timeout=900) -> subprocess.CompletedProcess:
+  """Runs launch/<script> with `flags` as a user would."""
+  return subprocess.run(
+    [sys.executable, os.path.join(ROOT, "launch", script), *flags],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+def run_launchers(flags, env, *, eval_flags=None) -> str:
+  """launch/train.py with `flags`, then launch/eval.py with `eval_flags` (default: the same);
+  returns eval.py's stdout."""
+  for script, args in (
+    ("train.py", flags),
+    ("eval.py", flags if eval_flags is None else eval_flags),
+  ):
+    proc = launch(script, args, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
 
@@ -53,11 +62,25 @@ def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
   assert "raw data" in table and "anonymax" in table
   assert (workdir / "samples.png").stat().st_size > 1000
   assert (workdir / "metrics.jsonl").exists()
-  _anonymize_own_files(tmp_path, common, env)
+  _anonymize_own_files(tmp_path, env)
+  # A --config of another run is refused with one line naming the field, and nothing is written.
+  before = (workdir / "eval.json").read_text()
+  other = [
+    f"--config={os.path.join(ROOT, 'configs', 'synthetic.py')}:smoke",
+    f"--workdir={workdir}",
+  ]
+  proc = launch("eval.py", [*other, "--config.optim.gains.a=0.5"], env)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: config.optim.gains.a=0.5 but ")
+  assert (workdir / "eval.json").read_text() == before
+  # The same run's config with other evaluation settings is accepted.
+  accepted = launch("eval.py", [*common, "--config.eval.judge_steps=3"], env)
+  assert accepted.returncode == 0, accepted.stderr[-3000:]
 
 
-def _anonymize_own_files(tmp_path, common, env):
-  """launch/anonymize.py: good files written, a truncated one named and skipped, odd modes OK."""
+def _anonymize_own_files(tmp_path, env):
+  """launch/anonymize.py with only --workdir: good files written, a truncated one named and
+  skipped, odd modes OK."""
   import numpy as np
   from PIL import Image
 
@@ -74,8 +97,9 @@ def _anonymize_own_files(tmp_path, common, env):
   (inputs / "cut.mov").write_bytes((inputs / "walk.mp4").read_bytes()[:150])
   out = tmp_path / "out"
   script = os.path.join(ROOT, "launch", "anonymize.py")
+  workdir = f"--workdir={tmp_path / 'w'}"
   proc = subprocess.run(
-    [sys.executable, script, *common, f"--inputs={inputs}", f"--output={out}"],
+    [sys.executable, script, workdir, f"--inputs={inputs}", f"--output={out}"],
     env=env,
     capture_output=True,
     text=True,
@@ -97,7 +121,7 @@ def _anonymize_own_files(tmp_path, common, env):
   np.testing.assert_array_equal(dist.argmin(axis=1), np.arange(20))
   assert not (out / "cut.mp4").exists()
   missing = subprocess.run(
-    [sys.executable, script, *common, f"--inputs={inputs / 'nope.png'}", f"--output={out}"],
+    [sys.executable, script, workdir, f"--inputs={inputs / 'nope.png'}", f"--output={out}"],
     env=env,
     capture_output=True,
     text=True,

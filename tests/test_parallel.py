@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
   import jax, numpy as np
   jax.config.update("jax_disable_most_optimizations", True)
   from anonymax import train
-  from configs import synthetic
+  from anonymax.configs import synthetic
   from tests.test_train import SpyOracle
 
   tfds_dir, workdir, num_devices = sys.argv[1], sys.argv[2], int(sys.argv[3])

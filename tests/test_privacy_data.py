@@ -6,12 +6,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from anonymax import evaluate, train
+from anonymax import evaluate, experiment, run_config, train
+from anonymax.black_boxes import make_oracle
+from anonymax.configs import okvqa, synthetic
 from anonymax.data import vispr
 from anonymax.data.pipeline import Split
-from anonymax.oracles.base import Query
-from anonymax.oracles.factory import make_oracle
-from configs import okvqa, synthetic
+from anonymax.step import pipelined
 from tests.test_train import SpyOracle
 
 
@@ -37,27 +37,22 @@ def _rows_of(batch: np.ndarray, split: Split) -> bool:
 
 def test_privacy_batches_and_the_judge_use_the_privacy_dataset(tmp_path, monkeypatch):
   config = _two_dataset_config(tmp_path)
-  assert train.has_privacy_data(config)
-  utility_train, utility_test = train.load_data(config)
-  privacy_train, privacy_test = train.load_privacy_data(config, (utility_train, utility_test))
+  assert experiment.has_privacy_data(config)
+  utility_train = experiment.load_split(config, "train")
+  privacy_train = experiment.load_split(config, "train", privacy=True)
+  privacy_test = experiment.load_split(config, "test", privacy=True)
   assert len(privacy_train) == 48 and len(privacy_test) == 24
   assert not np.array_equal(privacy_train.visuals[:8], utility_train.visuals[:8])
 
   seen = {"u": [], "p": []}
-  make_step = train.make_train_step
+  real_call = pipelined.PipelinedStep.__call__
 
-  def spying_make_train_step(*args, **kwargs):
-    step = make_step(*args, **kwargs)
+  def spying_call(self, state, u_visuals, u_ids, p_visuals, p_labels, **kwargs):
+    seen["u"].append(np.array(u_visuals))
+    seen["p"].append((np.array(p_visuals), np.array(p_labels)))
+    return real_call(self, state, u_visuals, u_ids, p_visuals, p_labels, **kwargs)
 
-    def spy(state, u_visuals, u_ids, p_visuals, p_labels, **kwargs):
-      seen["u"].append(np.array(u_visuals))
-      seen["p"].append((np.array(p_visuals), np.array(p_labels)))
-      return step(state, u_visuals, u_ids, p_visuals, p_labels, **kwargs)
-
-    spy._cache_size = step._cache_size
-    return spy
-
-  monkeypatch.setattr(train, "make_train_step", spying_make_train_step)
+  monkeypatch.setattr(pipelined.PipelinedStep, "__call__", spying_call)
   state = train.train_and_evaluate(config, str(tmp_path / "w"), oracle=SpyOracle())
   assert int(state.step) == 2 and len(seen["p"]) == 2
   for u_visuals in seen["u"]:
@@ -77,39 +72,27 @@ def test_privacy_batches_and_the_judge_use_the_privacy_dataset(tmp_path, monkeyp
     return real_privacy(train_anon, train_split, test_anon, test_split, cfg)
 
   monkeypatch.setattr(evaluate, "privacy", spying_privacy)
-  result = evaluate.evaluate(config, str(tmp_path / "w"), oracle=SpyOracle())
+  run = run_config.resolve(str(tmp_path / "w"))  # the privacy data come from the saved config
+  result = evaluate.evaluate(run, str(tmp_path / "w"), oracle=SpyOracle())
   assert judged and all(j == (48, 48, 24, 24) for j in judged)
   assert result["attributes"] == list(privacy_test.attribute_names)
   assert 0.0 <= result["privacy_cmap"] <= 100.0
 
 
-def test_a_dataset_without_privacy_attributes_asks_for_privacy_data():
-  config = synthetic.get_config("smoke")
-  config.data.dataset = "okvqa"
-  split = Split(
-    visuals=np.zeros((2, 8, 8, 3), np.uint8),
-    privacy=np.zeros((2, 0), np.float32),
-    queries=[Query("q?", ("a",))] * 2,
-    labels=np.full(2, -1, np.int32),
-    attribute_names=(),
-    class_names=(),
-  )
-  with pytest.raises(ValueError, match="'okvqa' has no privacy attributes.*privacy_data"):
-    train.finalize_config(config, split)
-
-
 def test_real_dataset_options_reach_the_loader():
   c = okvqa.get_config()
-  assert train.privacy_data_config(c).dataset == "vispr"
+  assert experiment.privacy_data_config(c).dataset == "vispr"
   c.data.manual_dir = "/m"
   c.data.num_train = 100
-  assert train._load_kwargs(c.data, "train") == dict(
+  assert experiment.loader_options(c.data, "train") == dict(
     categories=("four", "seven"), image_size=224, manual_dir="/m", num_examples=100
   )
-  assert train._load_kwargs(c.data, "test") == dict(
+  assert experiment.loader_options(c.data, "test") == dict(
     categories=("four", "seven"), image_size=224, manual_dir="/m"
   )
-  assert train._load_kwargs(c.privacy_data, "train") == dict(attributes="paper", image_size=224)
+  assert experiment.loader_options(c.privacy_data, "train") == dict(
+    attributes="paper", image_size=224
+  )
 
 
 def test_the_reference_oracle_refuses_real_data():
@@ -122,18 +105,19 @@ def test_the_reference_oracle_refuses_real_data():
 def test_video_config_reads_hmdb51_clips_and_vispr_images(tmp_path):
   """configs/hmdb51_vispr.py's data sections reach the real loaders: clips for the black box,
   VISPR images with the seven attributes for privacy, from one manual directory."""
-  from configs import hmdb51_vispr, ucf101_vispr
+  from anonymax.configs import hmdb51_vispr, ucf101_vispr
   from tests.data import test_hmdb51, test_vispr
 
   manual = tmp_path / "tfds" / "downloads" / "manual"
   manual.mkdir(parents=True)
   test_hmdb51.write_hmdb51(str(manual))
-  test_vispr._write_release(manual)
+  test_vispr.write_release(manual)
   c = hmdb51_vispr.get_config("model=/models/video-llava,split=2")
   c.data.data_dir = str(tmp_path / "tfds")
   c.data.image_size, c.data.clip_length, c.privacy_data.image_size = 16, 4, 16
-  utility_train, utility_test = train.load_data(c)
-  privacy_train, privacy_test = train.load_privacy_data(c, (utility_train, utility_test))
+  utility_train = experiment.load_split(c, "train")
+  privacy_train = experiment.load_split(c, "train", privacy=True)
+  privacy_test = experiment.load_split(c, "test", privacy=True)
   assert utility_train.visuals.shape[1:] == (4, 16, 16, 3) and utility_train.is_video
   want = test_hmdb51.expected("train", 2)
   assert [utility_train.class_names[i] for i in utility_train.labels] == [cls for _, cls in want]

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from anonymax.black_boxes import reference_oracle
 from anonymax.data import vispr
-from anonymax.oracles.reference import ReferenceOracle
 from anonymax.oracles.server import serve
 from configs import synthetic
 from tests.data import test_okvqa, test_vispr
@@ -31,9 +31,9 @@ def _manual_dir(root):
     path = okvqa.image_path(manual, split, image_id)
     path.parent.mkdir(exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(path)
-  test_okvqa._write_split(manual, "train", test_okvqa.TRAIN)
-  test_okvqa._write_split(manual, "test", test_okvqa.TEST)
-  test_vispr._write_release(manual)
+  test_okvqa.write_split(manual, "train", test_okvqa.TRAIN)
+  test_okvqa.write_split(manual, "test", test_okvqa.TEST)
+  test_vispr.write_release(manual)
   return manual
 
 
@@ -41,7 +41,7 @@ def _manual_dir(root):
 def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
   _manual_dir(tmp_path)
   smoke = synthetic.get_config("smoke")
-  answerer = ReferenceOracle.load_or_train(
+  answerer = reference_oracle(
     cache_dir=str(tmp_path / "reference"),
     image_size=32,
     num_train=smoke.oracle.reference.num_train,

@@ -1,6 +1,8 @@
-"""The trainer on the smoke config: one real step, the raw-pixel guarantee, compile-once, faults."""
+"""The trainer on the smoke config: one real step, the raw-pixel guarantee, compile-once, faults,
+and the pipelined step against the reference step."""
 
 import json
+import math
 import os
 
 import jax
@@ -9,10 +11,11 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from anonymax import metric_writers, optim, train
-from anonymax.oracles import STATUS_FAILED, STATUS_OK, OracleOutput, OracleStats
-from anonymax.oracles.bridge import OracleBridge
-from configs import synthetic
+from anonymax import anonymizer, experiment, metric_writers, optim, train
+from anonymax.compile_counter import CompileCounter
+from anonymax.configs import synthetic
+from anonymax.oracles import STATUS_FAILED, STATUS_OK, Oracle, OracleOutput
+from anonymax.step import flat_parameters, parameter_layout, unflatten_parameters
 from tests.test_metric_writers import read_tensorboard_scalars
 
 MARKER = np.array([255, 0, 255], np.uint8)  # a pixel no synthetic scene has at (0, 0)
@@ -36,14 +39,11 @@ def smoke_config(shared_dirs, **overrides):
   return config
 
 
-class SpyOracle:
+class SpyOracle(Oracle):
   """A black box that scores brightness and records every array it is sent."""
 
-  name = "spy"
-  loss = "nll"
-
   def __init__(self, fail_every=0):
-    self.stats = OracleStats()
+    super().__init__(name="spy", loss="nll")
     self.received: list[np.ndarray] = []
     self.fail_every = fail_every
 
@@ -73,15 +73,23 @@ def test_one_real_step_of_train_and_evaluate(shared_dirs, tmp_path):
     tb = read_tensorboard_scalars(str(tmp_path / "tensorboard"))
     assert tb["train/l_mllm"] == [(1, pytest.approx(row["l_mllm"], rel=1e-6))]
     assert tb["train/oracle_samples"] == [(1, row["oracle_samples"])]
+  # config.json holds the derived fields: the seven synthetic attributes and z*_privacy.
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["oracle"]["kind"] == "reference"
+  assert saved["reviewer"]["num_classes"] == 7
+  assert saved["optim"]["scalarization"]["ideal"] == [0.5, pytest.approx(-math.log(2))]
   leaves = jax.tree.leaves(state.params)
   assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+  # The checkpoint's standalone anonymizer is the state's.
+  restored = anonymizer.restore(str(tmp_path))
+  assert restored.step == 1 and restored.description["image_size"] == config.data.image_size
+  for a, b in zip(jax.tree.leaves(restored.params), leaves):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_only_anonymizer_outputs_reach_the_oracle(shared_dirs, tmp_path, monkeypatch):
   """A spy oracle sees only arrays carrying the anonymizer's marker, never a raw input."""
-  real_build = train.build_models
+  real_build = anonymizer.build
 
   class Marked(nn.Module):
     inner: nn.Module
@@ -91,17 +99,12 @@ def test_only_anonymizer_outputs_reach_the_oracle(shared_dirs, tmp_path, monkeyp
       y = self.inner(x)
       return y.at[..., 0, 0, :].set(jnp.asarray(MARKER, y.dtype) / 255.0)
 
-  def build_marked(config):
-    anonymizer, reviewer = real_build(config)
-    return Marked(anonymizer), reviewer
-
-  monkeypatch.setattr(train, "build_models", build_marked)
+  monkeypatch.setattr(anonymizer, "build", lambda description: Marked(real_build(description)))
   config = smoke_config(shared_dirs, total_steps=2, checkpoint_every=2)
   spy = SpyOracle()
   train.train_and_evaluate(config, str(tmp_path), oracle=spy)
 
-  train_split, _ = train.load_data(config)
-  raw = train_split.visuals
+  raw = experiment.load_split(config, "train").visuals
   assert not np.any(np.all(raw[..., 0, 0, :] == MARKER, axis=-1)), (
     "marker must be absent from raw data"
   )
@@ -115,85 +118,100 @@ def test_only_anonymizer_outputs_reach_the_oracle(shared_dirs, tmp_path, monkeyp
       assert not np.any(np.all(raw == visual, axis=tuple(range(1, raw.ndim))))
 
 
-def _pieces(config, oracle):
-  train_split, _ = train.load_data(config)
-  train.finalize_config(config, train_split)
-  anonymizer, reviewer = train.build_models(config)
-  optimizer = optim.make_optimizer(train.optimizer_config(config))
-  state = train.create_state(config, anonymizer, reviewer, optimizer, train_split.visuals.shape[1:])
-  bridge = OracleBridge(oracle, train_split.queries)
-  step_fn = train.make_train_step(config, anonymizer, reviewer, optimizer, bridge)
-  return train_split, state, step_fn
-
-
-def _batch(split, config, step):
-  from anonymax.data import pipeline
-
-  u = pipeline.batch_indices(
-    step, num_examples=len(split.queries), batch_size=config.batch_size, seed=0
-  )
-  p = pipeline.batch_indices(
-    step, num_examples=len(split.queries), batch_size=config.privacy_batch_size, seed=1
-  )
-  return split.visuals[u], u.astype(np.int32), split.visuals[p], split.privacy[p]
+def _experiment(shared_dirs, oracle, **overrides):
+  exp = experiment.build(smoke_config(shared_dirs, **overrides), oracle=oracle)
+  return exp, exp.init_state()
 
 
 def test_train_step_compiles_once(shared_dirs):
-  config = smoke_config(shared_dirs)
-  split, state, step_fn = _pieces(config, SpyOracle())
-  batches = [_batch(split, config, k) for k in range(5)]
-  for k in range(4):  # as the training loop runs it: the last step without a next batch
+  exp, state = _experiment(shared_dirs, SpyOracle())
+  step_fn = exp.train_step()
+  batches = [jax.device_put(exp.batch(k)) for k in range(5)]
+  state, _ = step_fn(state, *batches[0], next_visuals=batches[1][0])  # compiles its parts
+  counter = CompileCounter().start()
+  for k in range(1, 4):  # as the training loop runs it: the last step without a next batch
     next_visuals = batches[k + 1][0] if k < 3 else None
     state, metrics = step_fn(state, *batches[k], next_visuals=next_visuals)
+  jax.block_until_ready(metrics)
+  compiled_later = counter.stop()
   assert int(state.step) == 4
-  assert step_fn._cache_size() == 1
-  assert all(f._cache_size() == 1 for f in step_fn.parts)  # every part ran, and compiled once
+  # Only `combine` (the last step's, without a next batch) had not run before.
+  assert compiled_later == 1
 
 
 def test_failed_samples_are_skipped_and_counted(shared_dirs):
-  config = smoke_config(shared_dirs)
-  split, state, step_fn = _pieces(config, SpyOracle(fail_every=4))
-  state, metrics = step_fn(state, *_batch(split, config, 0))
+  exp, state = _experiment(shared_dirs, SpyOracle(fail_every=4))
+  config = exp.config
+  state, metrics = exp.train_step()(state, *exp.batch(0))
   n = 2 * config.batch_size
   assert int(state.skipped) == len(range(0, n, 4))
   assert int(metrics["pairs_scored"]) < config.batch_size
   assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params))
 
 
-def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(shared_dirs):
-  config = smoke_config(shared_dirs)
-  split, state, step_fn = _pieces(config, SpyOracle(fail_every=1))
-  before = jax.tree.map(np.array, state.params)
-  state, _ = step_fn(state, *_batch(split, config, 0))
-  assert int(state.skipped) == 2 * config.batch_size
-  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
+@pytest.mark.parametrize("make_step", ["train_step", "reference_step"])
+def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(shared_dirs, make_step):
+  exp, state = _experiment(shared_dirs, SpyOracle(fail_every=1))
+  before = jax.device_get((state.params, state.opt_state))
+  state, metrics = getattr(exp, make_step)()(state, *exp.batch(0))
+  assert int(state.skipped) == 2 * exp.config.batch_size
+  assert int(state.step) == 1 and float(metrics["update_norm"]) == 0.0
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves((state.params, state.opt_state))):
     np.testing.assert_array_equal(a, np.asarray(b))
 
 
-def test_perturbed_anonymizations_are_theta_plus_minus_c_delta_with_a_shared_prefix(shared_dirs):
-  """The oracle receives f_A(θ ± c_k Δ) for the Δ of fold_in(key, k), with Δ = 0 outside
-  `optim.perturb`; the layers below the first perturbed one are computed once for all passes."""
-  config = smoke_config(shared_dirs)
-  assert config.optim.perturb  # the smoke config perturbs the last decoder block and the mask
-  spy = SpyOracle()
-  split, state, step_fn = _pieces(config, spy)
-  anonymizer, _ = train.build_models(config)
-  batch = _batch(split, config, 0)
-  c_k = float(
-    optim.make_optimizer(train.optimizer_config(config)).perturbation_scale(state.opt_state)
+def test_pipelined_step_equals_the_reference_step_bit_for_bit(shared_dirs):
+  """Several steps from one state: the same parameters, bit for bit, and the same pixels sent."""
+  runs = {}
+  for name in ("reference_step", "train_step"):
+    spy = SpyOracle()
+    exp, state = _experiment(shared_dirs, spy, **{"optim.privacy_grad_scale": 3.0})
+    step_fn = getattr(exp, name)()
+    history = []
+    for k in range(4):
+      extra = {} if name == "reference_step" else {"next_visuals": exp.batch(k + 1)[0]}
+      state, metrics = step_fn(state, *exp.batch(k), **extra)
+      history.append(jax.device_get(metrics))
+    runs[name] = (jax.device_get(state), spy.received, history)
+  (ref, ref_sent, ref_hist), (fast, fast_sent, fast_hist) = (
+    runs["reference_step"],
+    runs["train_step"],
   )
+  assert int(fast.step) == 4
+  for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(fast)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(ref_sent, fast_sent):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(ref_hist, fast_hist):
+    assert set(a) == set(b)
+    for key in a:
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-6, err_msg=key)
+  # The run moved: the comparison is not between two unchanged states.
+  assert max(float(np.abs(x).max()) for x in jax.tree.leaves(ref_hist[-1]["update_norm"])) > 0
+
+
+def test_perturbed_anonymizations_are_theta_plus_minus_c_delta_with_a_shared_prefix(shared_dirs):
+  """The oracle receives f_A(θ ± c_k Δ) for the Δ of the step's key, with Δ = 0 outside
+  `optim.perturb`; the layers below the first perturbed one are computed once for all passes."""
+  spy = SpyOracle()
+  exp, state = _experiment(shared_dirs, spy)
+  config = exp.config
+  assert config.optim.perturb  # the smoke config perturbs the last decoder block and the mask
+  batch = exp.batch(0)
+  c_k = float(exp.optimizer.perturbation_scale(state.opt_state))
   state_before = jax.device_get(state)  # the step donates `state`
+  step_fn = exp.train_step()
   step_fn(state, *batch)
   state = state_before
-  # The reference computation: every leaf perturbed by c·Δ (zeros where masked), two full passes.
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  k_delta, _ = jax.random.split(key)
-  (k1,) = jax.random.split(k_delta, 1)
+  # The reference computation: every leaf perturbed by c·Δ (zeros where masked), two full passes;
+  # Δ is the documented draw from the step key split(fold_in(key, k))[0].
+  key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))[0]
+  (k1,) = jax.random.split(key, 1)
   delta = optim.rademacher_like(k1, state.params, mask=config.optim.perturb)
   assert any(float(jnp.abs(d).sum()) == 0 for d in jax.tree.leaves(delta))  # some are masked
   x = jnp.asarray(batch[0], jnp.float32) / 255.0
   want = [
-    anonymizer.apply(
+    exp.anonymizer.apply(
       {"params": jax.tree.map(lambda p, d, s=s: p + s * c_k * d, state.params, delta)}, x
     )
     for s in (1.0, -1.0)
@@ -203,10 +221,9 @@ def test_perturbed_anonymizations_are_theta_plus_minus_c_delta_with_a_shared_pre
   assert np.abs(got - want).max() <= 1  # equal up to a rounding step at a .5 boundary
   assert (got == want).mean() > 0.999
   # Compiled: fewer convolutions than two independent passes (the shared prefix runs once).
-  deltas, c = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
-  layout = train.parameter_layout(state.params)
-  hlo = step_fn.perturb.lower(state.params, deltas, c, batch[0], layout).compile().as_text()
-  one = jax.jit(lambda p, v: anonymizer.apply({"params": p}, v)).lower(state.params, x)
+  args = (state.params, state.opt_state, state.zo_state, state.rng, state.step, batch[0])
+  hlo = step_fn.perturb.lower(*args).compile().as_text()
+  one = jax.jit(lambda p, v: exp.anonymizer.apply({"params": p}, v)).lower(state.params, x)
   assert hlo.count(" convolution(") < 2 * one.compile().as_text().count(" convolution(")
 
 
@@ -215,58 +232,42 @@ def test_flat_parameters_round_trip():
     "a": jnp.arange(6.0).reshape(2, 3),
     "b": {"c": jnp.ones(4), "d": jnp.full((1, 1, 2), 7.0)},
   }
-  vector = train.flat_parameters(tree)
+  vector = flat_parameters(tree)
   assert vector.shape == (12,)
-  back = train.unflatten_parameters(vector, train.parameter_layout(tree))
+  back = unflatten_parameters(vector, parameter_layout(tree))
   assert jax.tree.structure(back) == jax.tree.structure(tree)
   for x, y in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
     np.testing.assert_array_equal(x, y)
 
 
-def test_perturbations_drawn_ahead_are_those_of_the_next_step(shared_dirs):
-  config = smoke_config(shared_dirs)
-  split, state, step_fn = _pieces(config, SpyOracle())
-  state, _ = step_fn(state, *_batch(split, config, 0))
-  # Δ_1 and c_1 were prepared during step 0's oracle wait; they equal a fresh draw for step 1.
-  ahead, c_ahead = step_fn._prepared.deltas, step_fn._prepared.c
-  fresh, c_fresh = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
-  np.testing.assert_array_equal(ahead, fresh)
-  assert float(c_ahead) == float(c_fresh) and step_fn._inputs(state)[0] is ahead
-  assert float(jnp.abs(ahead).sum()) > 0 and not np.array_equal(
-    ahead, step_fn.prepare(state.params, state.opt_state, state.rng, state.step - 1)[0]
-  )
-  # A state that is not the one returned (here: the same values, other arrays) gets a fresh draw.
-  copy = jax.tree.map(jnp.copy, state)
-  assert step_fn._inputs(copy)[0] is not ahead
-  np.testing.assert_array_equal(step_fn._inputs(copy)[0], ahead)
-
-
-def test_anonymizations_prepared_with_the_update_are_those_perturb_computes(shared_dirs):
-  """Given the next batch, a step computes its perturbed anonymizations with the update; they
-  equal `perturb` on its own (bit for bit: a resumed run's first step runs that), the next step
-  sends them, and other visuals or another state get their own."""
-  config = smoke_config(shared_dirs)
+def test_anonymizations_prepared_with_the_update_are_used_only_for_their_state(shared_dirs):
+  """Given the next batch, a step computes its perturbed anonymizations with the update and the
+  next call sends them without running `perturb`; another state or other visuals get their own,
+  and what is sent always equals what the reference step sends for that state."""
   spy = SpyOracle()
-  split, state, step_fn = _pieces(config, spy)
-  batches = [_batch(split, config, k) for k in range(3)]
+  exp, state = _experiment(shared_dirs, spy)
+  step_fn = exp.train_step()
+  batches = [exp.batch(k) for k in range(3)]
   calls = []
   perturb = step_fn.perturb
-  step_fn.perturb = lambda *args: calls.append(args[3]) or perturb(*args)
+  step_fn.perturb = lambda *args: calls.append(args[-1]) or perturb(*args)
   state, _ = step_fn(state, *batches[0], next_visuals=batches[1][0])
   assert len(calls) == 1  # step 0 had nothing prepared
-  prepared = step_fn._prepared
-  deltas, c = step_fn.prepare(state.params, state.opt_state, state.rng, state.step)
-  alone = perturb(state.params, deltas, c, batches[1][0], train.parameter_layout(state.params))
-  np.testing.assert_array_equal(np.asarray(prepared.anonymized), np.asarray(alone))
-  # Step 1 sends the prepared anonymizations without running `perturb`.
   state_1 = jax.device_get(state)
   state, _ = step_fn(state, *batches[1], next_visuals=batches[2][0])
-  assert len(calls) == 1
-  want = np.clip(np.rint(np.asarray(alone, np.float64) * 255), 0, 255)
-  np.testing.assert_array_equal(spy.received[-1], want.astype(np.uint8))
-  # Visuals other than those prepared for (here: a copy of step 2's) run `perturb` afresh, and
-  # so does a state other than the one returned.
+  assert len(calls) == 1  # step 1 sent what step 0 prepared
+  # A copy of step 2's visuals (not the array prepared for) runs `perturb` afresh...
   state, _ = step_fn(state, np.array(batches[2][0]), *batches[2][1:])
   assert len(calls) == 2
-  step_fn(jax.device_put(state_1), *batches[1])
+  # ... and so does a state other than the one returned, here step 1's with other parameters.
+  other = state_1.replace(params=jax.tree.map(lambda p: p * 1.01, state_1.params))
+  step_fn(jax.device_put(other), *batches[1])
   assert len(calls) == 3
+  # What was sent for each state is what the reference step sends for it.
+  ref_spy = SpyOracle()
+  ref_exp, _ = _experiment(shared_dirs, ref_spy)
+  ref_exp.reference_step()(jax.device_put(state_1), *batches[1])
+  ref_exp.reference_step()(jax.device_put(other), *batches[1])
+  np.testing.assert_array_equal(spy.received[1], ref_spy.received[0])
+  np.testing.assert_array_equal(spy.received[3], ref_spy.received[1])
+  assert not np.array_equal(spy.received[1], spy.received[3])

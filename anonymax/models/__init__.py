@@ -1,6 +1,6 @@
 """Models by name: the anonymizer, the reviewer/judge ResNets and the comparison anonymizers.
 
->>> model = get_model("unet", features=(8, 16, 32))
+>>> model = get_model("unet", features=(8, 16, 32), groups=4)
 >>> reviewer = get_model("resnet50", num_classes=7)
 >>> baseline = get_model("blur", sigma=2.0)
 """

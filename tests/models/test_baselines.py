@@ -185,8 +185,10 @@ def test_bdq_rejects_an_even_kernel():
 def test_get_model_builds_every_name():
   for name in MODEL_NAMES:
     kwargs = {"num_classes": 3} if name.startswith("resnet") else {}
+    if name == "unet":  # the widths have no default
+      kwargs = {"features": (4, 8), "groups": 2}
     assert get_model(name, **kwargs).__class__.__name__
-  assert get_model("unet", features=(8, 16)).features == (8, 16)
+  assert get_model("unet", features=(8, 16), groups=4).features == (8, 16)
   assert get_model("blur", sigma=1.5).sigma == 1.5
   assert get_model("resnet_tiny", num_classes=4).num_classes == 4
 

@@ -15,7 +15,7 @@ FEATURES = (8, 16, 32)  # narrow CPU U-Net; depth 3 needs H, W divisible by 4
 
 @pytest.fixture(scope="module")
 def unet():
-  model = UNet(features=FEATURES)
+  model = UNet(features=FEATURES, groups=8, head="residual")
   x = jax.random.uniform(jax.random.PRNGKey(0), (3, 16, 16, 3))
   params = jax.jit(model.init)(jax.random.PRNGKey(1), x)["params"]
   # One compilation per input shape instead of op-by-op dispatch.
@@ -69,7 +69,7 @@ def test_output_does_not_depend_on_the_batch(unet):
 
 def test_every_parameter_receives_a_gradient_at_init():
   # A depth-2 U-Net has every kind of layer (down, upsample, up, out) and compiles faster.
-  model = UNet(features=(4, 8), groups=2)
+  model = UNet(features=(4, 8), groups=2, head="residual")
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 3))
   params = jax.jit(model.init)(jax.random.PRNGKey(1), x)["params"]
   target = jax.random.uniform(jax.random.PRNGKey(3), x.shape)
@@ -103,7 +103,7 @@ def test_num_groups_rejects_bad_values():
 
 def test_width_not_divisible_by_groups_still_builds():
   # nn.GroupNorm(num_groups=8) rejects 12 or 6 channels; the clipped group count does not.
-  model = UNet(features=(12, 6), groups=8)
+  model = UNet(features=(12, 6), groups=8, head="residual")
   x = jnp.full((1, 4, 4, 3), 0.5)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
   assert variables["params"]["down_0"]["norm_0"]["scale"].shape == (12,)
@@ -112,14 +112,16 @@ def test_width_not_divisible_by_groups_still_builds():
 
 
 def test_bad_image_size_is_rejected_with_size_and_depth():
-  model = UNet(features=FEATURES)
+  model = UNet(features=FEATURES, groups=8, head="residual")
   with pytest.raises(ValueError, match=r"18x16.*depth 3"):
     model.init(jax.random.PRNGKey(0), jnp.zeros((1, 18, 16, 3)))
 
 
 def test_bad_rank_is_rejected():
   with pytest.raises(ValueError, match="images"):
-    UNet(features=FEATURES).init(jax.random.PRNGKey(0), jnp.zeros((16, 16, 3)))
+    UNet(features=FEATURES, groups=8, head="residual").init(
+      jax.random.PRNGKey(0), jnp.zeros((16, 16, 3))
+    )
 
 
 # --- The masked-fill head ------------------------------------------------------------------------
@@ -159,7 +161,7 @@ def test_masked_fill_equation_against_its_parts(masked_unet):
     "fill": gamma,
     "mask_out": {"kernel": jnp.zeros_like(params["mask_out"]["kernel"]), "bias": jnp.zeros(1)},
   }
-  residual_only = UNet(features=(4, 8), groups=2)
+  residual_only = UNet(features=(4, 8), groups=2, head="residual")
   kept = {k: v for k, v in params.items() if k not in ("mask_out", "fill")}
   y_res = residual_only.apply({"params": kept}, x)
   np.testing.assert_allclose(apply(half, x), 0.5 * y_res + 0.5 * jax.nn.sigmoid(gamma), atol=1e-6)
@@ -167,7 +169,9 @@ def test_masked_fill_equation_against_its_parts(masked_unet):
 
 def test_unknown_head_is_rejected():
   with pytest.raises(ValueError, match=r"UNet\.head must be"):
-    UNet(features=(4,), head="inpaint").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))
+    UNet(features=(4,), groups=2, head="inpaint").init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3))
+    )
 
 
 def test_mask_head_only_paints_over():
