@@ -108,3 +108,80 @@ def test_write_rejects_frames_that_are_not_uint8_rgb(tmp_path):
 def test_is_video_by_extension():
   assert video_files.is_video("a/B.MP4") and video_files.is_video("x.webm")
   assert not video_files.is_video("x.png") and not video_files.is_video("x.npy")
+
+
+def test_iter_frames_decodes_lazily_and_probe_reads_the_header(tmp_path):
+  path = str(tmp_path / "clip.mp4")
+  frames = smooth_frames(9, 24, 40)
+  video_files.write_video(path, frames, Fraction(12))
+  info = video_files.probe(path)
+  assert (info.width, info.height, info.fps, info.num_frames) == (40, 24, 12, 9)
+  it = video_files.iter_frames(path)
+  first = next(it)  # one frame decoded, not the video
+  assert first.shape == (24, 40, 3) and first.dtype == np.uint8
+  rest = list(it)
+  assert len(rest) == 8
+  np.testing.assert_array_equal(np.stack([first, *rest]), video_files.read_video(path)[0])
+  assert len(list(video_files.iter_frames(path, max_frames=3, size=8))) == 3
+  bad = tmp_path / "bad.mp4"
+  bad.write_bytes(b"certainly not a video")
+  with pytest.raises(ValueError, match=r"bad\.mp4: cannot read video"):
+    next(video_files.iter_frames(str(bad)))
+  with pytest.raises(ValueError, match=r"bad\.mp4: cannot read video"):
+    video_files.probe(str(bad))
+
+
+def test_writer_streams_chunks_into_one_video(tmp_path):
+  frames = smooth_frames(10, 32, 48)
+  path = str(tmp_path / "streamed.mp4")
+  with video_files.VideoWriter(path, 10) as writer:
+    for start in range(0, 10, 3):  # chunks of 3, 3, 3, 1
+      writer.write(frames[start : start + 3])
+    writer.write(frames[-1])  # a single frame [H, W, 3] too
+    assert writer.frames_written == 11
+  back, fps = video_files.read_video(path)
+  assert back.shape == (11, 32, 48, 3) and fps == 10
+  assert np.abs(back[:10].astype(int) - frames.astype(int)).mean() < 6.0
+
+
+def test_writer_leaves_no_partial_file_on_error(tmp_path):
+  path = tmp_path / "partial.mp4"
+  with pytest.raises(ValueError, match=r"partial\.mp4: frames of 16×16 after frames of 32×32"):
+    with video_files.VideoWriter(str(path), 10) as writer:
+      writer.write(smooth_frames(40, 32, 32))  # enough for packets to reach the file
+      writer.write(smooth_frames(1, 16, 16))
+  assert not path.exists()
+  with pytest.raises(RuntimeError, match="boom"):
+    with video_files.VideoWriter(str(path), 10) as writer:
+      writer.write(smooth_frames(2, 32, 32))
+      raise RuntimeError("boom")
+  assert not path.exists()
+  with pytest.raises(ValueError, match=r"partial\.mp4: no frame to write"):
+    with video_files.VideoWriter(str(path), 10):
+      pass
+  assert not path.exists()
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_portrait_videos_come_out_upright(tmp_path, rotation):
+  """Phones store portrait videos as landscape frames plus a display rotation; we drop that
+  metadata, so the rotation is applied to the pixels."""
+  upright = smooth_frames(3, 48, 32)  # what the viewer sees: 48 high, 32 wide
+  # Stored so that rotating by `rotation` (counter-clockwise) shows `upright`.
+  stored = np.ascontiguousarray(np.rot90(upright, k=-rotation // 90, axes=(1, 2)))
+  path = str(tmp_path / "phone.mp4")
+  with av.open(path, mode="w") as c:
+    stream = c.add_stream("libx264", rate=10)
+    stream.width, stream.height = stored.shape[2], stored.shape[1]
+    stream.pix_fmt = "yuv420p"
+    stream.set_display_rotation(rotation)
+    for rgb in stored:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+        c.mux(packet)
+    for packet in stream.encode(None):
+      c.mux(packet)
+  frames = np.stack(list(video_files.iter_frames(path)))
+  assert frames.shape == upright.shape
+  assert np.abs(frames.astype(int) - upright.astype(int)).mean() < 6.0
+  raw = np.stack(list(video_files.iter_frames(path, autorotate=False)))
+  assert raw.shape == stored.shape

@@ -8,9 +8,13 @@ import io
 import json
 import math
 import os
+import socket
+import struct
 import subprocess
 import sys
+import time
 import urllib.parse
+import zlib
 
 import numpy as np
 import pytest
@@ -44,6 +48,56 @@ def _post(base_url: str, body, key: str | None = "sk-test", path="/chat/completi
   out = resp.status, dict(resp.getheaders()), resp.read()
   conn.close()
   return out
+
+
+def _error(raw: bytes) -> dict:
+  """The "error" object of an error response, checked to have OpenAI's four fields."""
+  error = json.loads(raw)["error"]
+  assert set(error) == {"message", "type", "param", "code"} and "\n" not in error["message"]
+  return error
+
+
+def _raw_exchange(base_url: str, data: bytes, timeout: float = 10.0) -> tuple[int, dict, float]:
+  """Sends raw bytes, reads until the server closes; (status, error object, seconds taken)."""
+  u = urllib.parse.urlsplit(base_url)
+  start = time.monotonic()
+  with socket.create_connection((u.hostname, u.port), timeout=timeout) as sock:
+    sock.sendall(data)
+    received = b""
+    while chunk := sock.recv(65536):
+      received += chunk
+  head, _, body = received.partition(b"\r\n\r\n")
+  assert b"connection: close" in head.lower()
+  return int(head.split()[1]), _error(body), time.monotonic() - start
+
+
+def _headers(key="sk-test", length: str | None = "10", path="/v1/chat/completions") -> bytes:
+  lines = [f"POST {path} HTTP/1.1", "Host: localhost", "Content-Type: application/json"]
+  lines += [f"Authorization: Bearer {key}"] if key else []
+  lines += [f"Content-Length: {length}"] if length is not None else []
+  return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _png_of_size(width: int, height: int) -> bytes:
+  """A valid 1-bit greyscale PNG of width × height black pixels: a few KB, however large."""
+
+  def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+  row = bytes(1 + (width + 7) // 8)  # filter type 0, then the packed bits
+  packer = zlib.compressobj(9)
+  idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+  ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+  return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _png_body(png: bytes, **extra) -> dict:
+  url = "data:image/png;base64," + base64.b64encode(png).decode()
+  content = [
+    {"type": "text", "text": "What colour?"},
+    {"type": "image_url", "image_url": {"url": url}},
+  ]
+  return {"model": "m", "messages": [{"role": "user", "content": content}], **extra}
 
 
 @pytest.fixture
@@ -158,9 +212,9 @@ def test_rejects_bad_key_route_and_request(make_server):
   assert _post(url, body, key=None)[0] == 401
   assert _post(url, body, path="/embeddings")[0] == 404
   status, _, raw = _post(url, b"{not json")
-  assert status == 400 and b"bad request" in raw
+  assert status == 400 and _error(raw)["message"].startswith("request body: not valid JSON")
   status, _, raw = _post(url, {"messages": [{"role": "user", "content": "no image"}]})
-  assert status == 400 and b"at least one image" in raw
+  assert status == 400 and "at least one image" in _error(raw)["message"]
 
 
 def test_answerer_errors_become_400_or_500(make_server):
@@ -272,3 +326,148 @@ def test_the_reference_black_box_behind_the_server_scores_like_the_direct_oracle
     )
   finally:
     srv.close()
+
+
+def test_the_key_is_checked_before_the_body_is_awaited(make_server):
+  srv, url = make_server()
+  # Headers announcing 10 GB, then nothing: the answer must come without waiting for the body.
+  status, error, seconds = _raw_exchange(url, _headers(key="sk-wrong", length=str(10**10)))
+  assert status == 401 and error["code"] == "invalid_api_key" and seconds < 1.0
+  status, error, seconds = _raw_exchange(url, _headers(key=None, length=str(10**10)))
+  assert status == 401 and seconds < 1.0
+  # The right key but a body over the cap: 413, again without reading it.
+  status, error, seconds = _raw_exchange(url, _headers(length=str(10**10)))
+  assert status == 413 and str(server_lib.MAX_BODY_BYTES) in error["message"] and seconds < 1.0
+  status, _, _ = _raw_exchange(url, _headers(path="/v1/embeddings", length=str(10**10)))
+  assert status == 404
+  assert srv.received == []
+
+
+def test_content_length_must_be_present_and_valid(make_server):
+  _, url = make_server()
+  assert _raw_exchange(url, _headers(length=None))[0] == 411
+  for bad in ("abc", "-5", "1e3"):
+    status, error, _ = _raw_exchange(url, _headers(length=bad))
+    assert status == 400 and "Content-Length" in error["message"], bad
+  twice = _headers(length="10").replace(b"\r\n\r\n", b"\r\nContent-Length: 12\r\n\r\n")
+  assert _raw_exchange(url, twice)[0] == 400
+
+
+def test_a_body_over_the_cap_is_refused_and_the_client_still_reads_the_answer(make_server):
+  _, url = make_server(max_body_bytes=1000)
+  # The client sends all 4 MB before reading: the server answers first, then discards the rest
+  # (closing with unread bytes would reset the connection and lose the answer).
+  status, _, raw = _post(url, b"x" * (4 * 2**20))
+  assert status == 413 and "over the limit of 1000" in _error(raw)["message"]
+  assert _post(url, _body([_solid((0, 255, 0))]))[0] == 200  # small requests still pass
+  with pytest.raises(ValueError, match="max_body_bytes=0"):
+    server_lib.ChatServer(("127.0.0.1", 0), server_lib.ColourAnswerer(), max_body_bytes=0)
+
+
+def test_a_client_that_stops_sending_is_timed_out(make_server):
+  _, url = make_server(timeout_s=0.5)
+  # 10 of the 100 announced bytes, then silence: a 408 after the socket timeout.
+  status, error, seconds = _raw_exchange(url, _headers(length="100") + b'{"model":1')
+  assert status == 408 and 0.4 < seconds < 5.0 and "0.5 s" in error["message"]
+  # Half a header block, then silence: the connection is closed, the thread freed.
+  u = urllib.parse.urlsplit(url)
+  start = time.monotonic()
+  with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n")
+    assert sock.recv(65536) == b""
+  assert 0.4 < time.monotonic() - start < 5.0
+
+
+MALFORMED = [
+  (b"[1, 2]", None, "a JSON list"),
+  (b"[" * 100_000, None, "not valid JSON"),
+  (b"\xff\xfe{}", None, "not valid JSON"),
+  ({"messages": None}, "messages", "messages: missing"),
+  ({"messages": "hi"}, "messages", "messages: missing"),
+  ({"messages": [{"role": "user", "content": 3}]}, "messages", "not a string or a list"),
+  ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "messages", "text"),
+  ({"max_tokens": "abc"}, "max_tokens", "max_tokens='abc': must be an integer"),
+  ({"max_tokens": -1}, "max_tokens", "max_tokens=-1"),
+  ({"max_tokens": 0}, "max_tokens", "max_tokens=0"),
+  ({"max_tokens": 10**9}, "max_tokens", "in [1, 131072]"),
+  ({"max_tokens": 2.5}, "max_tokens", "max_tokens=2.5"),
+  ({"max_completion_tokens": True}, "max_completion_tokens", "max_completion_tokens=True"),
+  ({"logprobs": True, "top_logprobs": 21}, "top_logprobs", "top_logprobs=21"),
+  ({"logprobs": True, "top_logprobs": -1}, "top_logprobs", "in [0, 20]"),
+  ({"logprobs": True, "top_logprobs": "3"}, "top_logprobs", "top_logprobs='3'"),
+  ({"logprobs": "yes"}, "logprobs", "logprobs='yes'"),
+]
+
+
+@pytest.mark.parametrize("change, param, message", MALFORMED)
+def test_every_malformed_field_gets_a_400_naming_it(make_server, change, param, message):
+  srv, url = make_server()
+  body = change if isinstance(change, bytes) else {**_body([_solid((9, 9, 9))]), **change}
+  status, _, raw = _post(url, body)
+  error = _error(raw)
+  assert status == 400 and message in error["message"] and error["param"] == param
+  assert error["type"] == "invalid_request_error" and srv.received == []
+
+
+def _with_url(url: str) -> dict:
+  content = [{"type": "text", "text": "q"}, {"type": "image_url", "image_url": {"url": url}}]
+  return {"messages": [{"role": "user", "content": content}]}
+
+
+def test_bad_images_get_a_4xx_and_the_connection_stays_usable(make_server):
+  srv, url = make_server()
+  good = _png_url(_solid((0, 0, 255)))
+  truncated = good[: len("data:image/png;base64,") + 60]  # a PNG header, its pixels cut off
+  cases = [
+    ("https://example.com/cat.png", "not a base64 image data URL"),
+    ("data:image/png;base64,@@@@", "invalid base64"),
+    ("data:image/png;base64," + base64.b64encode(b"hello, not an image").decode(), "cannot decode"),
+    (truncated[: len(truncated) // 4 * 4], "cannot decode"),
+  ]
+  u = urllib.parse.urlsplit(url)
+  conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+  headers = {"Authorization": "Bearer sk-test", "Content-Type": "application/json"}
+  for image_url, message in cases:
+    conn.request("POST", "/v1/chat/completions", json.dumps(_with_url(image_url)), headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    assert resp.status == 400 and message in _error(raw)["message"], image_url
+  body = json.dumps({"model": "m", **_with_url(good)})
+  conn.request("POST", "/v1/chat/completions", body, headers)  # the same connection
+  resp = conn.getresponse()
+  assert (
+    resp.status == 200 and json.loads(resp.read())["choices"][0]["message"]["content"] == "blue"
+  )
+  conn.close()
+  assert len(srv.received) == 1
+
+
+def test_the_png_builder_makes_real_pngs():
+  image = Image.open(io.BytesIO(_png_of_size(300, 200)))
+  assert image.size == (300, 200) and not np.asarray(image.convert("RGB")).any()
+
+
+def test_a_decompression_bomb_is_refused_without_decoding_it(make_server, tmp_path):
+  srv, url = make_server()
+  path = tmp_path / "bomb.png"
+  path.write_bytes(_png_of_size(14000, 14000))  # 196 million pixels, 588 MB as RGB
+  assert path.stat().st_size < 100_000
+  start = time.monotonic()
+  status, _, raw = _post(url, _png_body(path.read_bytes()))
+  assert 400 <= status < 500 and "pixels" in _error(raw)["message"]
+  assert time.monotonic() - start < 3.0
+  # Under Pillow's own bomb limit but over the server's: refused on the header too.
+  status, _, raw = _post(url, _png_body(_png_of_size(9000, 9000)))
+  assert status == 413 and "9000×9000 (81000000 pixels)" in _error(raw)["message"]
+  assert srv.received == []
+
+
+def test_the_pixel_cap_counts_every_frame_of_a_request(make_server):
+  _, url = make_server(max_image_pixels=20 * 30)
+  frame = np.zeros((20, 30, 3), np.uint8)
+  assert _post(url, _body([frame]))[0] == 200
+  status, _, raw = _post(url, _body([frame, frame]))
+  assert status == 413 and "2 images (1200 pixels)" in _error(raw)["message"]
+  with pytest.raises(server_lib.RequestError, match="over the limit of 599") as excinfo:
+    server_lib.decode_data_url(_png_url(frame), max_pixels=599)
+  assert excinfo.value.status == 413
