@@ -17,9 +17,9 @@ def user_errors(main):
   stderr and exit status 2 (the traceback goes to the debug log)."""
 
   @functools.wraps(main)
-  def wrapped(argv):
+  def wrapped(argv, *args, **kwargs):
     try:
-      return main(argv)
+      return main(argv, *args, **kwargs)
     except USER_ERRORS as e:
       logging.debug("error", exc_info=True)
       print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,5 @@
+"""`python -m anonymax serve ...`: the `anonymax` command (`anonymax.commands`)."""
+
+from anonymax.commands import main
+
+main()
