@@ -22,31 +22,46 @@ from anonymax.oracles.reference import ReferenceOracle
 from anonymax.oracles.reference_model import Examples, ExampleSource
 
 
-def _generate_synthetic(num: int, seed: int, *, image_size: int, clip_length: int) -> Examples:
-  """`synthetic.generate` as examples: each visual's question with its ten answers."""
-  data = synthetic.generate(num, seed=seed, image_size=image_size, clip_length=clip_length)
+def _examples(data: dict[str, np.ndarray], clip_length: int) -> Examples:
+  """Generated examples as `Examples`: each visual's question with its ten answers."""
   return Examples(
     np.asarray(data["clip" if clip_length else "image"]),
-    np.arange(num, dtype=np.int32),
+    np.arange(len(data["question"]), dtype=np.int32),
     [str(q) for q in data["question"]],
     [tuple(str(a) for a in row) for row in data["answers"]],
     [str(t) for t in data["question_type"]],
   )
 
 
-def synthetic_examples(image_size: int, clip_length: int = 0) -> ExampleSource:
+def _generate_synthetic(num: int, seed: int, *, image_size: int, clip_length: int) -> Examples:
+  """`synthetic.generate` (scenes v1) as examples."""
+  data = synthetic.generate(num, seed=seed, image_size=image_size, clip_length=clip_length)
+  return _examples(data, clip_length)
+
+
+def _generate_synthetic_v2(num: int, seed: int, *, image_size: int, clip_length: int) -> Examples:
+  """`synthetic.generate_v2` (scenes v2) as examples."""
+  data = synthetic.generate_v2(num, seed=seed, image_size=image_size, clip_length=clip_length)
+  return _examples(data, clip_length)
+
+
+def synthetic_examples(image_size: int, clip_length: int = 0, scenes: str = "v1") -> ExampleSource:
   """The synthetic benchmark's raw examples of this size, as the reference black box learns them.
 
-  ``generate(num, seed)`` is `synthetic.generate(num, seed=seed, ...)`; the vocabulary is
-  `synthetic.ANSWER_VOCAB` (its order gives the answer ids) and the action classes, in id order,
-  are part of the data fingerprint.
+  ``generate(num, seed)`` is `synthetic.generate` (``scenes="v1"``) or `synthetic.generate_v2`
+  (``"v2"``) with that seed; the vocabulary is `synthetic.ANSWER_VOCAB` or
+  `synthetic.ANSWER_VOCAB_V2` (its order gives the answer ids) and the action classes, in id
+  order, are part of the data fingerprint.
   """
+  synthetic.check_scenes(scenes)
+  generate, vocabulary, actions = {
+    "v1": (_generate_synthetic, synthetic.ANSWER_VOCAB, synthetic.ACTIONS),
+    "v2": (_generate_synthetic_v2, synthetic.ANSWER_VOCAB_V2, synthetic.ACTIONS_V2),
+  }[scenes]
   return ExampleSource(
-    generate=functools.partial(
-      _generate_synthetic, image_size=int(image_size), clip_length=int(clip_length)
-    ),
-    vocabulary=tuple(synthetic.ANSWER_VOCAB),
-    labels=(tuple(synthetic.ACTIONS),),
+    generate=functools.partial(generate, image_size=int(image_size), clip_length=int(clip_length)),
+    vocabulary=tuple(vocabulary),
+    labels=(tuple(actions),),
   )
 
 
@@ -54,6 +69,7 @@ def reference_oracle(
   *,
   image_size: int = 64,
   clip_length: int = 0,
+  scenes: str = "v1",
   loss: str = "nll",
   cache_dir: str | None = None,
   **training,
@@ -62,6 +78,8 @@ def reference_oracle(
 
   Args:
     image_size, clip_length: the benchmark's visuals (clip_length 0: still images).
+    scenes: which scenes it learns, ``"v1"`` (the default config's; its network and cache file
+      are those it always had) or ``"v2"``.
     loss: the utility loss it returns.
     cache_dir: where trained networks live (see `ReferenceOracle.load_or_train`).
     **training: the other arguments of `ReferenceOracle.load_or_train` (seed, num_train, steps,
@@ -69,7 +87,7 @@ def reference_oracle(
 
   """
   return ReferenceOracle.load_or_train(
-    synthetic_examples(image_size, clip_length),
+    synthetic_examples(image_size, clip_length, scenes),
     cache_dir=cache_dir,
     image_size=image_size,
     clip_length=clip_length,
@@ -98,6 +116,8 @@ def make_oracle(config, workdir: str | None = None) -> Oracle:
     oracle = reference_oracle(
       image_size=config.data.image_size,
       clip_length=config.data.clip_length,
+      # Configs that name no scenes predate v2: their reference learns v1.
+      scenes=config.data.get("scenes", "v1"),
       loss=loss,
       cache_dir=oc.reference.cache_dir,
       seed=config.data.seed,

@@ -1,14 +1,19 @@
-"""Evaluates a trained anonymizer with the paper's protocol.
+"""Evaluates a trained anonymizer with the paper's protocol, beside every comparison row.
 
-  * Utility: the black box answers on the anonymized test split — VQA accuracy (official rules) for
-    image questions, action Top-1 (the answer matched to a class name) for clips — plus its mean
-    utility loss, recording which loss that was.
-  * Privacy: a **fresh** ResNet trained from scratch on anonymized training visuals; its class-wise
-    mAP (cMAP) on anonymized test visuals. The reviewer used in training is never the judge.
-  * Every figure beside the raw-data row (identity anonymizer), and optional baseline anonymizers.
+For each row of `anonymax.evaluation_rows` (raw, whole-image and ground-truth-region baselines,
+the reference anonymizers, ours), from the same judges and the same black box:
+  * Utility: the black box answers on the anonymized evaluation split — VQA accuracy (official
+    rules) for image questions, action Top-1 for clips — overall and per question type, and its
+    mean utility loss (recording which loss that was).
+  * Privacy: a suite of **fresh** judges (`anonymax.privacy_judge`), trained from scratch on the
+    row's anonymized training visuals; the headline is the strongest judge's cMAP on the
+    anonymized evaluation visuals (`privacy_cmap_max`), beside the mean and per-attribute AP.
+    The reviewer used in training is never a judge. The chance floor is the cMAP of a random
+    scorer on the same labels, measured.
 
-Writes `eval.json`, `eval.md` and `samples.png` in the workdir. The anonymizer is restored on its
-own (`anonymax.anonymizer`): no reviewer or optimizer state is rebuilt.
+The evaluation split is `config.eval.split` ("test" unless tuning on "validation"). Writes
+`eval.json`, `eval.md`, `tradeoff.png` and `samples.png` in the workdir. Anonymizers are restored
+on their own (`anonymax.anonymizer`): no reviewer or optimizer state is rebuilt.
 """
 
 from __future__ import annotations
@@ -16,51 +21,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from anonymax import anonymizer as anonymizer_lib
 from anonymax import (
   black_boxes,
   checkpoint,
+  eval_report,
+  evaluation_rows,
   experiment,
   metric_writers,
   metrics,
-  models,
   privacy_judge,
 )
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import Oracle
-from anonymax.types import STATUS_OK, to_uint8
-
-AnonymizeFn = Callable[[np.ndarray], np.ndarray]  # uint8 visuals → float32 visuals in [0, 1]
+from anonymax.types import STATUS_OK
 
 
-def batched_anonymizer(apply_fn, batch_size: int = 64) -> AnonymizeFn:
-  """Wraps a jittable float→float anonymizer as a batched uint8→float32 numpy function."""
-  jitted = jax.jit(lambda x: apply_fn(x.astype(jnp.float32) / 255.0))
-
-  def run(visuals: np.ndarray) -> np.ndarray:
-    outs = []
-    for i in range(0, visuals.shape[0], batch_size):
-      chunk = visuals[i : i + batch_size]
-      pad = batch_size - chunk.shape[0]
-      if pad:  # keep one compiled shape
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-      outs.append(np.asarray(jitted(chunk))[: batch_size - pad])
-    return np.concatenate(outs).astype(np.float32)
-
-  return run
-
-
-def utility(oracle: Oracle, anonymized: np.ndarray, split: Split, batch_size: int = 64) -> dict:
-  """Scores the black box on anonymized visuals (float [0, 1]); returns accuracy, loss, answers."""
+def utility(oracle: Oracle, visuals: np.ndarray, split: Split, batch_size: int = 64) -> dict:
+  """The black box on uint8 visuals: accuracy (%), per question type, mean loss, answers."""
   answers, losses, ok = [], [], []
-  for i in range(0, anonymized.shape[0], batch_size):
-    out = oracle.query(to_uint8(anonymized[i : i + batch_size]), split.queries[i : i + batch_size])
+  for i in range(0, visuals.shape[0], batch_size):
+    out = oracle.query(visuals[i : i + batch_size], split.queries[i : i + batch_size])
     answers += list(out.answers)
     losses += list(np.asarray(out.losses, np.float64))
     ok += list(np.asarray(out.status) == STATUS_OK)
@@ -75,62 +58,58 @@ def utility(oracle: Oracle, anonymized: np.ndarray, split: Split, batch_size: in
     )
     metric = "vqa_accuracy"
   scores = np.where(ok, scores, 0.0)  # an unanswered question scores 0
+  per_type = {}
+  if split.question_types is not None:
+    types = np.asarray(split.question_types)
+    per_type = {t: float(100.0 * scores[types == t].mean()) for t in sorted(set(types))}
   return {
     "metric": metric,
     "accuracy": float(100.0 * scores.mean()),
+    "per_question_type": per_type,
     "loss": float(np.mean(np.asarray(losses)[ok])) if ok.any() else float("nan"),
     "failed": int((~ok).sum()),
     "answers": answers,
   }
 
 
-def privacy(train_anon, train_split: Split, test_anon, test_split: Split, config) -> dict:
-  """cMAP (in %) of a fresh ResNet trained on anonymized training visuals."""
-  e = config.eval
-  result = privacy_judge.judge_privacy(
-    train_anon,
-    train_split.privacy,
-    test_anon,
-    test_split.privacy,
-    model=e.judge_model,
-    steps=e.judge_steps,
-    batch_size=e.judge_batch_size,
-    learning_rate=e.judge_learning_rate,
-    seed=config.seed,
-    model_kwargs=dict(e.get("judge_kwargs", {})),
-  )
-  return {"cmap": 100.0 * float(result["cmap"]), "per_class_ap": result.get("per_class_ap")}
+def load_eval_splits(config) -> tuple[Split, Split, Split]:
+  """(utility evaluation split, privacy train split, privacy evaluation split) of a run.
+
+  The judges learn from the privacy training split: config.privacy_data's (e.g. VISPR), or the
+  utility dataset's own when the run has one dataset.
+  """
+  split = config.eval.get("split", "test")
+  if split not in ("test", "validation"):
+    raise ValueError(f"config.eval.split={split!r}: must be 'test' or 'validation'")
+  utility_split = experiment.load_split(config, split)
+  if experiment.has_privacy_data(config):
+    p_train = experiment.load_split(config, "train", privacy=True)
+    return utility_split, p_train, experiment.load_split(config, split, privacy=True)
+  return utility_split, experiment.load_split(config, "train"), utility_split
 
 
-def samples_figure(
-  path: str, raw: np.ndarray, anonymized: np.ndarray, raw_answers, anon_answers, split, n=8
-):
-  """Raw vs anonymized visuals (middle frame of clips), the black box's answer under each."""
-  import matplotlib
+def judges_of(config) -> tuple[privacy_judge.JudgeSpec, ...]:
+  """The judge suite of `config.eval.judges` ({name: JudgeSpec fields}; empty: the default
+  suite), every judge's steps multiplied by `config.eval.judge_steps_scale`.
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  n = min(n, raw.shape[0])
-  fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.4), squeeze=False)
-  for j in range(n):
-    for row, (imgs, answers, title) in enumerate(
-      [(raw / 255.0, raw_answers, "raw"), (anonymized, anon_answers, "anonymized")]
-    ):
-      img = imgs[j]
-      if img.ndim == 4:
-        img = img[img.shape[0] // 2]
-      ax = axes[row, j]
-      ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
-      ax.set_xticks([])
-      ax.set_yticks([])
-      ax.set_xlabel(f"{answers[j][:18]}", fontsize=7)
-      if j == 0:
-        ax.set_ylabel(title, fontsize=9)
-    axes[0, j].set_title(split.queries[j].prompt[:28], fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  Raises:
+    ValueError: naming the judge and the field of a bad spec.
+  """
+  scale = float(config.eval.get("judge_steps_scale", 1.0))
+  if not scale > 0:
+    raise ValueError(f"config.eval.judge_steps_scale={scale!r}: must be > 0")
+  specs = config.eval.get("judges") or {}
+  if not specs:
+    return privacy_judge.default_judges(steps_scale=scale)
+  judges = []
+  for name, fields in specs.items():
+    fields = dict(fields)
+    try:
+      fields["steps"] = max(1, round(int(fields["steps"]) * scale))
+      judges.append(privacy_judge.JudgeSpec(name=name, **fields))
+    except (TypeError, KeyError) as e:
+      raise ValueError(f"config.eval.judges.{name}: {e}") from None
+  return tuple(judges)
 
 
 def _nan_to_none(tree):
@@ -144,139 +123,119 @@ def _nan_to_none(tree):
   return tree
 
 
-def _fmt(value, spec: str) -> str:
-  return "n/a" if value is None else format(value, spec)
-
-
-def markdown_table(result: dict) -> str:
-  metric = result["utility_metric"]
-  lines = [
-    f"| anonymizer | {metric} (%) ↑ | utility loss ({result['oracle_loss']}) ↓ | privacy cMAP (%) ↓ |",
-    "|---|---|---|---|",
-  ]
-  for row in result["rows"]:
-    lines.append(
-      f"| {row['name']} | {_fmt(row['utility'], '.1f')} | {_fmt(row['utility_loss'], '.3f')} "
-      f"| {_fmt(row['privacy_cmap'], '.1f')} |"
-    )
-  lines.append("")
-  lines.append(
-    f"Oracle: `{result['oracle']}`; training oracle calls: {result['train_oracle_calls']}; "
-    f"evaluation oracle calls: {result['eval_oracle_calls']}; step {result['step']}."
-  )
-  return "\n".join(lines) + "\n"
-
-
-def load_eval_splits(config) -> tuple[Split, Split, Split]:
-  """(utility test split, privacy train split, privacy test split) of a run's config.
-
-  The privacy judge learns from the privacy training split: config.privacy_data's (e.g. VISPR),
-  or the utility dataset's own when the run has one dataset.
-  """
-  test_split = experiment.load_split(config, "test")
-  if experiment.has_privacy_data(config):
-    p_train = experiment.load_split(config, "train", privacy=True)
-    return test_split, p_train, experiment.load_split(config, "test", privacy=True)
-  return test_split, experiment.load_split(config, "train"), test_split
-
-
 def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
-  """Runs the protocol and writes eval.json / eval.md / samples.png; returns the eval.json dict.
+  """Runs the protocol and writes the evaluation files; returns the eval.json dict.
 
   Args:
     config: the run's config (`run_config.resolve(workdir)`: W/config.json, or a --config of the
       same run with other evaluation settings).
-    workdir: the training workdir; its latest checkpoint's anonymizer is evaluated.
+    workdir: the training workdir; its latest checkpoint's anonymizer is "ours".
     oracle: the black box; built from `config.oracle` when None.
   """
   config = config.copy_and_resolve_references()
-  restored = anonymizer_lib.restore(workdir)
-  meta = checkpoint.read_meta(checkpoint.manager(workdir, read_only=True), restored.step)
-  test_split, p_train, p_test = load_eval_splits(config)
+  meta_step = checkpoint.manager(workdir, read_only=True).latest_step()
+  if meta_step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: run launch/train.py first")
+  meta = checkpoint.read_meta(checkpoint.manager(workdir, read_only=True), meta_step)
+  u_split, p_train, p_eval = load_eval_splits(config)
   if oracle is None:
     oracle = black_boxes.make_oracle(config, workdir)
   calls_before = oracle.stats.calls
-
-  anonymize = batched_anonymizer(restored.apply)
-  rows_spec: list[tuple[str, AnonymizeFn]] = [
-    ("raw data", batched_anonymizer(lambda x: x)),
-    ("anonymax", anonymize),
-  ]
-  for name in config.eval.get("baselines", ()):
-    fn = models.get_model(name)
-    rows_spec.append((name, batched_anonymizer(lambda x, fn=fn: fn(x))))
-
-  # The raw-data row asks the black box about raw test images: fine for a local model, but for a
-  # remote service it is opt-in (config.eval.send_raw_to_oracle).
+  rows = evaluation_rows.rows_for(config, workdir, has_regions=u_split.regions is not None)
+  same = p_eval is u_split
+  # The raw row asks the black box about raw images: fine for a local model, but for a remote
+  # service it is opt-in (config.eval.send_raw_to_oracle). The other rows send what they show.
   send_raw = bool(config.eval.get("send_raw_to_oracle", config.oracle.kind != "openai"))
-  rows, answers = [], {}
-  for name, fn in rows_spec:
-    logging.info("evaluating %s", name)
-    test_anon = fn(test_split.visuals)
-    p_train_anon = fn(p_train.visuals)
-    p_test_anon = test_anon if p_test is test_split else fn(p_test.visuals)
-    if name == "raw data" and not send_raw:
-      # Raw pixels never go to a remote black box unless the config says so explicitly.
-      u = {"accuracy": float("nan"), "loss": float("nan"), "failed": 0}
-      u["answers"] = ["(not sent)"] * len(test_split.queries)
-      u["metric"] = "action_top1" if test_split.is_video else "vqa_accuracy"
+
+  utilities, judged, shown = {}, {}, {}
+  for row in rows:
+    logging.info("evaluating %s", row.name)
+    u_visuals = row.anonymize(u_split.visuals, u_split.regions)
+    p_train_visuals = row.anonymize(p_train.visuals, p_train.regions)
+    p_eval_visuals = u_visuals if same else row.anonymize(p_eval.visuals, p_eval.regions)
+    judged[row.name] = (p_train_visuals, p_eval_visuals)
+    if row.kind == "raw" and not send_raw:
+      utilities[row.name] = None  # raw pixels never go to a remote black box unless asked
     else:
-      u = utility(oracle, test_anon, test_split)
-    p = privacy(p_train_anon, p_train, p_test_anon, p_test, config)
-    answers[name] = (test_anon, u["answers"])
-    rows.append(
+      utilities[row.name] = utility(oracle, u_visuals, u_split)
+    shown[row.name] = u_visuals[: config.eval.num_samples_png]
+
+  judges = judges_of(config)
+  privacy = privacy_judge.judge_rows(judged, p_train.privacy, p_eval.privacy, judges)
+  metric = "action_top1" if u_split.is_video else "vqa_accuracy"
+  table = []
+  for row in rows:
+    u, p = utilities[row.name], privacy[row.name]
+    table.append(
       {
-        "name": name,
-        "utility": u["accuracy"],
-        "utility_loss": u["loss"],
-        "utility_failed": u["failed"],
-        "privacy_cmap": p["cmap"],
-        "per_class_ap": p["per_class_ap"],
+        "name": row.name,
+        "kind": row.kind,
+        "utility": None if u is None else u["accuracy"],
+        "utility_loss": None if u is None else u["loss"],
+        "utility_failed": 0 if u is None else u["failed"],
+        "per_question_type": {} if u is None else u["per_question_type"],
+        "privacy_cmap_max": 100.0 * p["cmap_max"],
+        "privacy_cmap_mean": 100.0 * p["cmap_mean"],
+        "per_attribute_ap": {
+          a: 100.0 * float(ap) for a, ap in zip(p_eval.attribute_names, p["per_attribute_ap"])
+        },
+        "judges": {name: 100.0 * float(c) for name, c in p["judges"].items()},
       }
     )
-  raw, ours = rows[0], rows[1]
+  by_name = {r["name"]: r for r in table}
+  raw, ours = by_name["raw"], by_name["ours"]
   result = {
+    "split": config.eval.get("split", "test"),
+    "chance_cmap": 100.0 * privacy_judge.chance_cmap(p_eval.privacy),
     "utility": ours["utility"],
-    "privacy_cmap": ours["privacy_cmap"],
+    "privacy_cmap": ours["privacy_cmap_max"],
     "raw_utility": raw["utility"],
-    "raw_privacy_cmap": raw["privacy_cmap"],
-    "utility_metric": u["metric"],
+    "raw_privacy_cmap": raw["privacy_cmap_max"],
+    "utility_metric": metric,
     "oracle": oracle.name,
     "oracle_loss": oracle.loss,
+    "judges": [j.name for j in judges],
     "train_oracle_calls": int(meta.get("oracle_samples", 0)),
     "train_skipped": int(meta.get("skipped", 0)),
     "eval_oracle_calls": oracle.stats.calls - calls_before,
     "step": int(meta.get("step", 0)),
-    "attributes": list(p_test.attribute_names),
-    "rows": rows,
+    "attributes": list(p_eval.attribute_names),
+    "rows": table,
   }
   result["oracle_calls"] = result["train_oracle_calls"] + result["eval_oracle_calls"]
   result = _nan_to_none(result)
+  write_outputs(workdir, config, result, u_split, shown, utilities, send_raw)
+  return result
+
+
+def write_outputs(workdir, config, result, split, shown, utilities, send_raw) -> None:
+  """eval.json, eval.md, tradeoff.png, samples.png and the TensorBoard headline figures."""
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
-  # The headline figures beside the training curves in TensorBoard (when tensorboardX is there).
   tb = metric_writers.make_writer(
     workdir, tensorboard=config.get("tensorboard", "auto"), jsonl=False, prefix="eval"
   )
-  keys = ("utility", "privacy_cmap", "raw_utility", "raw_privacy_cmap")
+  keys = ("utility", "privacy_cmap", "raw_utility", "raw_privacy_cmap", "chance_cmap")
   tb.write(result["step"], {k: result[k] for k in keys if result[k] is not None})
   tb.close()
+  note = ""
   if not send_raw:
-    table_note = (
-      "\nThe raw-data utility was not measured: raw images are not sent to a remote black box "
+    note = (
+      "\nThe raw row's utility was not measured: raw images are not sent to a remote black box "
+      "(set config.eval.send_raw_to_oracle=True to allow it).\n"
     )
-    table_note += "(set config.eval.send_raw_to_oracle=True to allow it).\n"
-  else:
-    table_note = ""
   with open(os.path.join(workdir, "eval.md"), "w") as f:
-    f.write(markdown_table(result) + table_note)
-  samples_figure(
-    os.path.join(workdir, "samples.png"),
-    test_split.visuals,
-    answers["anonymax"][0],
-    answers["raw data"][1],
-    answers["anonymax"][1],
-    test_split,
-    n=config.eval.num_samples_png,
-  )
-  return result
+    f.write(eval_report.markdown_table(result) + note)
+  eval_report.tradeoff_figure(os.path.join(workdir, "tradeoff.png"), result)
+  n = len(shown["raw"])
+  panels = []
+  for name in (
+    "raw",
+    "ours",
+    *config.eval.get("sample_baselines", ("obf_face_blur_strong", "downsample_x4")),
+  ):
+    if name in shown:
+      answers = utilities[name]["answers"] if utilities.get(name) else ["(not sent)"] * n
+      panels.append((name, shown[name], answers))
+  prompts = [q.prompt for q in split.queries[:n]]
+  eval_report.samples_figure(os.path.join(workdir, "samples.png"), panels, prompts, n=n)

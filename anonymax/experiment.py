@@ -27,9 +27,13 @@ from anonymax.data import pipeline
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import Oracle
 from anonymax.oracles.bridge import OracleBridge
-from anonymax.step import reference
+from anonymax.step import privacy_only, reference
 from anonymax.step import state as state_lib
 from anonymax.step.pipelined import PipelinedStep, make_train_step
+
+# What an anonymizer is trained for (`config.objective`): the paper's two objectives, or privacy
+# alone (utility weight 0: no black box at all; the reference row of the evaluation).
+OBJECTIVES = ("utility_and_privacy", "privacy_only")
 
 
 def privacy_data_config(config) -> ml_collections.ConfigDict:
@@ -46,10 +50,16 @@ def has_privacy_data(config) -> bool:
 def loader_options(data_config, split: str) -> dict:
   """The keyword arguments of `pipeline.load_split` for a data config and a split."""
   d = data_config
-  n = d.get("num_train") if split.startswith("train") else d.get("num_test")
+  base = split.split("[")[0]
+  n = d.get({"train": "num_train", "validation": "num_validation"}.get(base, "num_test"))
   if d.dataset == "synthetic":
+    # A data section without `scenes` was written before scenes v2 existed: it means v1.
     return dict(
-      num_examples=n, image_size=d.image_size, clip_length=d.clip_length, seed=d.get("seed", 0)
+      num_examples=n,
+      image_size=d.image_size,
+      clip_length=d.clip_length,
+      seed=d.get("seed", 0),
+      scenes=d.get("scenes", "v1"),
     )
   # A real dataset: its own options (categories, attributes, split_number, ...) plus the sizes.
   options = d.get("options") or {}
@@ -110,6 +120,11 @@ class Experiment:
   workdir: str | None = None
   given_oracle: Oracle | None = None
 
+  @property
+  def needs_oracle(self) -> bool:
+    """Whether training calls the black box (not for a privacy-only anonymizer)."""
+    return self.config.get("objective", OBJECTIVES[0]) != "privacy_only"
+
   @functools.cached_property
   def oracle(self) -> Oracle:
     """The black box: the one passed to `build`, else `config.oracle`'s (built on first use)."""
@@ -168,7 +183,16 @@ class Experiment:
     return (self.anonymizer, self.reviewer, self.optimizer, self.reviewer_tx, self.bridge)
 
   def train_step(self) -> PipelinedStep:
-    """The pipelined step that training runs (`anonymax.step.pipelined`)."""
+    """The step that training runs: `anonymax.step.pipelined`'s, or for a privacy-only
+    anonymizer `anonymax.step.privacy_only`'s (which builds no oracle)."""
+    if not self.needs_oracle:
+      return privacy_only.make_privacy_only_step(
+        self.anonymizer,
+        self.reviewer,
+        self.optimizer,
+        self.reviewer_tx,
+        privacy_loss=self.config.privacy_loss,
+      )
     return make_train_step(
       *self._step_args(), privacy_loss=self.config.privacy_loss, mesh=self.mesh
     )
@@ -216,6 +240,9 @@ def build(
   parallel.check_batch_sizes(
     mesh, batch_size=config.batch_size, privacy_batch_size=config.privacy_batch_size
   )
+  objective = config.get("objective", OBJECTIVES[0])
+  if objective not in OBJECTIVES:
+    raise ValueError(f"config.objective={objective!r}: must be one of {', '.join(OBJECTIVES)}")
   if oracle is not None and not isinstance(oracle, Oracle):
     raise TypeError(f"oracle: expected an anonymax.oracles.Oracle, got {type(oracle).__name__}")
   return Experiment(

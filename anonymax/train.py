@@ -20,7 +20,14 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from anonymax import anonymizer, checkpoint, experiment, metric_writers, run_config
+from anonymax import (
+  anonymizer,
+  checkpoint,
+  experiment,
+  metric_writers,
+  reference_anonymizers,
+  run_config,
+)
 from anonymax.oracles.base import Oracle
 from anonymax.step.state import TrainState
 
@@ -49,7 +56,8 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   os.makedirs(workdir, exist_ok=True)
   check_resumable(config, workdir)
   exp = experiment.build(config, workdir=workdir, oracle=oracle)
-  config, oracle = exp.config, exp.oracle
+  config = exp.config
+  oracle = exp.oracle if exp.needs_oracle else None  # a privacy-only anonymizer asks no one
   if exp.mesh is not None:
     logging.info("data parallel over %d devices", exp.mesh.devices.size)
 
@@ -73,9 +81,9 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
       "step": int(state.step),
       "oracle_samples": int(state.oracle_samples),
       "skipped": int(state.skipped),
-      "oracle": oracle.name,
-      "oracle_loss": oracle.loss,
-      "oracle_stats": oracle.stats.as_dict(),
+      "oracle": oracle.name if oracle else None,
+      "oracle_loss": oracle.loss if oracle else None,
+      "oracle_stats": oracle.stats.as_dict() if oracle else {},
       "config": config.to_dict(),
     }
 
@@ -98,15 +106,16 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
       done = step + 1
       bar.update(1)
       if done % config.log_every == 0 or done == total:
-        scalars = log_scalars(metrics, state, done, num_train, exp.bridge.seconds, t_start)
+        oracle_s = exp.bridge.seconds if oracle else 0.0
+        scalars = log_scalars(metrics, state, done, num_train, oracle_s, t_start)
         writer.write(done, scalars)
         bar.set_postfix(
-          util=f"{scalars['l_mllm']:.3f}",
+          util=f"{scalars.get('l_mllm', float('nan')):.3f}",
           priv=f"{scalars['l_privacy']:.3f}",
           calls=scalars["oracle_samples"],
           per_sample=f"{scalars['calls_per_sample']:.1f}",
         )
-      exhausted = oracle.exhausted
+      exhausted = oracle is not None and oracle.exhausted
       if done % config.checkpoint_every == 0 or done == total or exhausted:
         checkpoint.save(mgr, done, state, meta(state), description)
       if exhausted:
@@ -123,7 +132,7 @@ def log_scalars(metrics, state: TrainState, done: int, num_train: int, oracle_s,
   """The step's metrics as floats, with the oracle counters; non-finite losses stop the run."""
   scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
   for k in ("l_mllm", "l_privacy"):
-    if not np.isfinite(scalars[k]):
+    if k in scalars and not np.isfinite(scalars[k]):
       raise FloatingPointError(f"{k} is {scalars[k]} at step {done}: lower config.optim.gains.a")
   samples = int(state.oracle_samples)
   scalars.update(
@@ -134,3 +143,20 @@ def log_scalars(metrics, state: TrainState, done: int, num_train: int, oracle_s,
     wall_seconds=time.perf_counter() - t_start,
   )
   return scalars
+
+
+def train_with_references(config, workdir: str, *, oracle: Oracle | None = None) -> TrainState:
+  """Trains the run of `config` in `workdir`, then each of its `config.references` in
+  `<workdir>/references/<name>` (`anonymax.reference_anonymizers`); returns the run's state.
+
+  Each one resumes on its own, so rerunning the command after a kill continues where it stopped.
+  `oracle` (tests) replaces `config.oracle`'s black box for all of them.
+  """
+  names = reference_anonymizers.references_of(config)
+  state = train_and_evaluate(config, workdir, oracle=oracle)
+  for name in names:
+    logging.warning("training the reference anonymizer %r", name)
+    reference = reference_anonymizers.reference_config(config, name)
+    reference_dir = reference_anonymizers.reference_workdir(workdir, name)
+    train_and_evaluate(reference, reference_dir, oracle=oracle)
+  return state

@@ -53,10 +53,11 @@ def real_data_config(args: dict, *, default_oracle: str) -> ml_collections.Confi
   c.anonymizer.groups = 8
   c.reviewer.name = "resnet50"
   c.reviewer.kwargs = {}
-  c.eval.judge_model = "resnet50"
-  c.eval.judge_kwargs = {}
-  c.eval.judge_steps = 3000
-  c.eval.judge_batch_size = 64
+  c.eval.judges = {
+    "resnet50": dict(
+      model="resnet50", model_kwargs={}, seed=0, steps=3000, learning_rate=1e-3, batch_size=64
+    )
+  }
   # SPSA in ~10⁵ dimensions (the last decoder block here) estimates poorly; the mask head alone
   # (68 parameters: a 1×1 conv over 64 channels and its bias, and the 3 fill colours) is
   # perturbed, and privacy moves every layer.

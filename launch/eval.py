@@ -4,7 +4,7 @@ r"""Evaluates the latest checkpoint of a workdir with the paper's protocol.
   python launch/eval.py              # workdirs/synthetic, where launch/train.py trains by default
 
 The run's config is read from <workdir>/config.json. A --config may be given to change how the
-evaluation runs (e.g. --config=configs/synthetic.py --config.eval.judge_steps=100): it must
+evaluation runs (e.g. --config=configs/synthetic.py --config.eval.judge_steps_scale=0.2): it must
 describe the same run, and only evaluation settings, file locations and the oracle's transport
 may differ (anything else is an error naming the field). Writes eval.json, eval.md (a Markdown
 table beside the raw-data row) and samples.png in the workdir.

@@ -38,7 +38,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config_file = flags.FLAGS["config"].config_filename
   workdir = flags.FLAGS.workdir or cli.default_workdir(config_file)
-  state = train.train_and_evaluate(flags.FLAGS.config, workdir)
+  # The run, then the reference anonymizers its evaluation compares with (config.references).
+  state = train.train_with_references(flags.FLAGS.config, workdir)
   print(f"trained to step {int(state.step)}; checkpoints in {os.path.join(workdir, 'checkpoints')}")
   print(f"next: python launch/eval.py --workdir={workdir}")
 

@@ -19,6 +19,19 @@ from tests.test_train import SpyOracle
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def save_workdir(config, w: str, exp=None):
+  """A workdir as training leaves it at step 3 (config.json and one checkpoint), without
+  training; the parameters are moved away from the initialisation, so restoring the wrong ones
+  would show. Returns the workdir."""
+  exp = exp or experiment.build(config, oracle=SpyOracle())
+  state = exp.init_state()
+  state = state.replace(params=jax.tree.map(lambda p: p + 0.3, state.params), step=jnp.int32(3))
+  os.makedirs(w)
+  run_config.save(exp.config, w)
+  checkpoint.save(checkpoint.manager(w), 3, state, {"step": 3}, anonymizer.model_config(exp.config))
+  return w
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   """A workdir as training leaves it, at step 3: config.json and one checkpoint."""
@@ -26,14 +39,9 @@ def workdir(tmp_path_factory):
   config = synthetic.get_config("smoke")
   config.data.data_dir = str(root / "tfds")
   exp = experiment.build(config, oracle=SpyOracle())
-  state = exp.init_state()
-  # Parameters away from the initialisation, so that restoring the wrong ones would show.
-  state = state.replace(params=jax.tree.map(lambda p: p + 0.3, state.params), step=jnp.int32(3))
-  w = str(root / "w")
-  os.makedirs(w)
-  run_config.save(exp.config, w)
-  checkpoint.save(checkpoint.manager(w), 3, state, {"step": 3}, anonymizer.model_config(exp.config))
-  return w, exp, jax.device_get(state.params)
+  w = save_workdir(config, str(root / "w"), exp)
+  params = jax.tree.map(lambda p: p + 0.3, exp.init_state().params)
+  return w, exp, jax.device_get(params)
 
 
 def test_restore_gives_the_checkpoints_parameters_and_model(workdir):

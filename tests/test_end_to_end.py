@@ -59,7 +59,14 @@ def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
   assert result["train_oracle_calls"] > 0
   assert result["oracle_loss"] == "nll"
   table = (workdir / "eval.md").read_text()
-  assert "raw data" in table and "anonymax" in table
+  names = [r["name"] for r in result["rows"]]
+  assert names[0] == "raw" and names[-1] == "ours" and "blacken" in names
+  for row in result["rows"]:
+    shown = f"**{row['name']}**" if row["name"] == "ours" else row["name"]
+    assert f"| {shown} |" in table
+    assert {"utility", "privacy_cmap_max", "privacy_cmap_mean", "per_attribute_ap"} <= set(row)
+  assert result["split"] == "test" and 0.0 < result["chance_cmap"] < 100.0
+  assert (workdir / "tradeoff.png").stat().st_size > 1000
   assert (workdir / "samples.png").stat().st_size > 1000
   assert (workdir / "metrics.jsonl").exists()
   _anonymize_own_files(tmp_path, env)
@@ -74,13 +81,13 @@ def test_smoke_train_then_eval_writes_the_reported_files(tmp_path):
   assert proc.stderr.strip().splitlines()[-1].startswith("error: config.optim.gains.a=0.5 but ")
   assert (workdir / "eval.json").read_text() == before
   # The same run's config with other evaluation settings is accepted.
-  accepted = launch("eval.py", [*common, "--config.eval.judge_steps=3"], env)
+  accepted = launch("eval.py", [*common, "--config.eval.judge_steps_scale=0.1"], env)
   assert accepted.returncode == 0, accepted.stderr[-3000:]
 
 
 def _anonymize_own_files(tmp_path, env):
-  """launch/anonymize.py with only --workdir: good files written, a truncated one named and
-  skipped, odd modes OK."""
+  """launch/anonymize.py with only --workdir: good files written at their own size, a truncated
+  one named and skipped (exit status 1), odd modes OK."""
   import numpy as np
   from PIL import Image
 
@@ -105,21 +112,22 @@ def _anonymize_own_files(tmp_path, env):
     text=True,
     timeout=300,
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "broken.jpg" in proc.stderr and "cut.mov" in proc.stderr
-  assert "2 file(s) skipped" in proc.stdout
-  size = 32  # the smoke config's training size
-  for name in ("photo.png", "gray.png"):
+  assert proc.returncode == 1, proc.stderr[-3000:]  # 1: some files were skipped
+  assert "skipped " + str(inputs / "broken.jpg") in proc.stderr
+  assert "skipped " + str(inputs / "cut.mov") in proc.stderr
+  assert proc.stdout.strip().splitlines()[-1] == f"wrote 3 file(s) to {out}; 2 skipped"
+  # Each image keeps its size (the smoke run's 32 px training size is not imposed on it).
+  for name, shape in (("photo.png", (40, 50, 3)), ("gray.png", (20, 20, 3))):
     img = np.asarray(Image.open(out / name))
-    assert img.shape == (size, size, 3) and img.dtype == np.uint8
-  # The video: every frame anonymized at the training size, same rate; the smoke anonymizer is
-  # still near the identity, so each frame is close to its resized source frame.
+    assert img.shape == shape and img.dtype == np.uint8
+  # The video: every frame anonymized at its own size, same rate; the smoke anonymizer is still
+  # near the identity, so each frame is close to its source frame.
   frames, fps = video_files.read_video(str(out / "walk.mp4"))
-  source, _ = video_files.read_video(str(inputs / "walk.mp4"), size=size)
-  assert frames.shape == (20, size, size, 3) and fps == 12
+  source, _ = video_files.read_video(str(inputs / "walk.mp4"))
+  assert frames.shape == (20, 40, 48, 3) and fps == 12
   dist = np.abs(frames[:, None].astype(int) - source[None].astype(int)).mean(axis=(2, 3, 4))
   np.testing.assert_array_equal(dist.argmin(axis=1), np.arange(20))
-  assert not (out / "cut.mp4").exists()
+  assert sorted(os.listdir(out)) == ["gray.png", "photo.png", "walk.mp4"]
   missing = subprocess.run(
     [sys.executable, script, workdir, f"--inputs={inputs / 'nope.png'}", f"--output={out}"],
     env=env,
@@ -127,7 +135,7 @@ def _anonymize_own_files(tmp_path, env):
     text=True,
     timeout=300,
   )
-  assert missing.returncode != 0 and "nope.png does not exist" in missing.stderr
+  assert missing.returncode == 2 and "nope.png does not exist" in missing.stderr
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from anonymax import evaluate, experiment, run_config, train
+from anonymax import evaluate, experiment, privacy_judge, run_config, train
 from anonymax.black_boxes import make_oracle
 from anonymax.configs import okvqa, synthetic
 from anonymax.data import vispr
@@ -20,7 +20,7 @@ def _two_dataset_config(tmp_path):
   c.data.data_dir = str(tmp_path / "tfds")
   c.total_steps = 2
   c.checkpoint_every = 2
-  c.eval.judge_steps = 2
+  c.eval.judges.resnet_tiny.steps = 2
   with c.unlocked():
     c.privacy_data = ml_collections.ConfigDict(c.data.to_dict())
   c.privacy_data.data_dir = str(tmp_path / "tfds")
@@ -65,13 +65,15 @@ def test_privacy_batches_and_the_judge_use_the_privacy_dataset(tmp_path, monkeyp
     np.testing.assert_array_equal(p_labels, privacy_train.privacy[idx])
 
   judged = []
-  real_privacy = evaluate.privacy
+  real_judge_rows = privacy_judge.judge_rows
 
-  def spying_privacy(train_anon, train_split, test_anon, test_split, cfg):
-    judged.append((len(train_anon), len(train_split), len(test_anon), len(test_split)))
-    return real_privacy(train_anon, train_split, test_anon, test_split, cfg)
+  def spying_judge_rows(rows, train_labels, test_labels, judges, **kwargs):
+    judged.extend((len(a), len(train_labels), len(b), len(test_labels)) for a, b in rows.values())
+    np.testing.assert_array_equal(train_labels, privacy_train.privacy)
+    np.testing.assert_array_equal(test_labels, privacy_test.privacy)
+    return real_judge_rows(rows, train_labels, test_labels, judges, **kwargs)
 
-  monkeypatch.setattr(evaluate, "privacy", spying_privacy)
+  monkeypatch.setattr(privacy_judge, "judge_rows", spying_judge_rows)
   run = run_config.resolve(str(tmp_path / "w"))  # the privacy data come from the saved config
   result = evaluate.evaluate(run, str(tmp_path / "w"), oracle=SpyOracle())
   assert judged and all(j == (48, 48, 24, 24) for j in judged)

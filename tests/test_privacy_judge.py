@@ -1,11 +1,267 @@
-"""Tests for the fresh-ResNet privacy judge (the evaluation protocol's privacy measure)."""
+"""Tests for the privacy judges: the suite, its batched rows, chance, augmentation, the one judge."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
 
-from anonymax.privacy_judge import judge_privacy
+from anonymax.compile_counter import CompileCounter
+from anonymax.judge_training import augment
+from anonymax.privacy_judge import (
+  JudgeSpec,
+  chance_cmap,
+  default_judges,
+  judge_privacy,
+  judge_rows,
+  judge_suite,
+)
+
+# --- The suite -----------------------------------------------------------------------------------
+
+# Attribute c brightens channel c of a central 8x8 patch: visible wherever a translation by a
+# couple of pixels or a mirror puts it, so augmented judges can learn it too.
+NUM_ATTRIBUTES = 3
+
+
+def _colour_toy(n, rng, visible=True):
+  x = rng.uniform(0.0, 0.5, (n, 16, 16, 3)).astype(np.float32)
+  y = (rng.uniform(size=(n, NUM_ATTRIBUTES)) < 0.5).astype(np.float32)
+  if visible:
+    for c in range(NUM_ATTRIBUTES):
+      x[y[:, c] == 1, 4:12, 4:12, c] = 1.0
+  return x, y
+
+
+def _tiny_suite(steps=60, learning_rate=3e-3):
+  common = dict(steps=steps, learning_rate=learning_rate, batch_size=32, crop_pad=2)
+  return (
+    JudgeSpec("tiny_s0", "resnet_tiny", {}, seed=0, **common),
+    JudgeSpec("tiny_s1", "resnet_tiny", {}, seed=1, **common),
+    JudgeSpec("narrow_s0", "resnet_tiny", {"num_filters": 4, "groups": 2}, seed=0, **common),
+  )
+
+
+@pytest.fixture(scope="module")
+def toy_rows():
+  rng = np.random.default_rng(0)
+  x_train, y_train = _colour_toy(128, rng)
+  x_test, y_test = _colour_toy(128, rng)
+  # Blackening everything: the attributes are gone, only the labels are left.
+  rows = {"raw": (x_train, x_test), "blank": (0.0 * x_train, 0.0 * x_test)}
+  return rows, y_train, y_test
+
+
+@pytest.fixture(scope="module")
+def suite_result(toy_rows):
+  rows, y_train, y_test = toy_rows
+  return judge_rows(rows, y_train, y_test, _tiny_suite(), progress=False, keep_scores=True)
+
+
+def test_suite_finds_visible_attributes_and_nothing_once_removed(suite_result, toy_rows):
+  chance = chance_cmap(toy_rows[2])
+  raw, blank = suite_result["raw"], suite_result["blank"]
+  assert raw["chance_cmap"] == pytest.approx(chance)
+  assert raw["cmap_max"] > 0.95 and raw["cmap_min"] > chance + 0.3
+  # Constant images: every test example gets the same scores, so each AP is the positive rate,
+  # a little below the random scorer's (which gains from lucky rankings).
+  assert abs(blank["cmap_max"] - chance) < 0.05
+  assert blank["cmap_max"] == pytest.approx(toy_rows[2].mean(), abs=1e-6)
+
+
+def test_suite_summary_is_consistent(suite_result):
+  names = [j.name for j in _tiny_suite()]
+  for result in suite_result.values():
+    cmaps = result["judges"]
+    assert list(cmaps) == names and list(result["per_judge_ap"]) == names
+    assert result["cmap_max"] >= result["cmap_mean"] >= result["cmap_min"] == min(cmaps.values())
+    assert result["cmap_max"] == cmaps[result["strongest"]]
+    assert result["per_attribute_ap"] == result["per_judge_ap"][result["strongest"]]
+    for name in names:
+      assert result["cmap_max"] >= cmaps[name]
+      assert np.mean(result["per_judge_ap"][name]) == pytest.approx(cmaps[name])
+      assert result["seconds"][name] > 0
+    values = [
+      result["cmap_max"],
+      result["cmap_mean"],
+      *np.ravel(list(result["per_judge_ap"].values())),
+    ]
+    assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_two_seeds_are_two_judges(suite_result):
+  scores = suite_result["raw"]["scores"]
+  assert scores["tiny_s0"].shape == (128, NUM_ATTRIBUTES)
+  assert not np.allclose(scores["tiny_s0"], scores["tiny_s1"], atol=1e-2)
+
+
+def test_judge_suite_is_one_row_of_judge_rows(suite_result, toy_rows):
+  rows, y_train, y_test = toy_rows
+  one = judge_suite(
+    *rows["raw"][:1], y_train, rows["raw"][1], y_test, _tiny_suite(), progress=False
+  )
+  for name, cmap in suite_result["raw"]["judges"].items():
+    assert one["judges"][name] == cmap  # the same programs, seeds and data: the same numbers
+
+
+def test_uint8_visuals_are_judged_like_their_float_values():
+  rng = np.random.default_rng(4)
+  x, y = _colour_toy(64, rng)
+  x8 = np.round(x * 255).astype(np.uint8)
+  judges = _tiny_suite(steps=5)[:1]
+  as_uint8 = judge_suite(x8[:48], y[:48], x8[48:], y[48:], judges, progress=False, keep_scores=True)
+  as_float = judge_suite(
+    x8[:48] / np.float32(255), y[:48], x8[48:] / np.float32(255), y[48:], judges, progress=False,
+    keep_scores=True,
+  )  # fmt: skip
+  np.testing.assert_allclose(
+    as_uint8["scores"]["tiny_s0"], as_float["scores"]["tiny_s0"], atol=1e-5
+  )
+
+
+# --- Rows in one program -------------------------------------------------------------------------
+
+
+def test_batched_rows_match_rows_alone_and_compile_once_per_architecture(toy_rows):
+  rows, y_train, y_test = toy_rows
+  rng = np.random.default_rng(5)
+  rows = dict(rows, noisy=(rng.uniform(size=rows["raw"][0].shape).astype(np.float32),) * 2)
+  # A learning rate no other test uses: these programs are compiled here, not found in a cache.
+  judges = _tiny_suite(steps=12, learning_rate=2.7e-3)
+  architectures = 2  # resnet_tiny at 8 and at 4 filters; the two seeds share a program
+  kw = dict(progress=False, keep_scores=True)
+  with CompileCounter() as batched_count:
+    # Three rows, at most two per program: [raw, blank] and [noisy, noisy-copy].
+    batched = judge_rows(rows, y_train, y_test, judges, max_rows_per_program=2, **kw)
+  with CompileCounter() as alone_count:
+    alone = judge_rows(rows, y_train, y_test, judges, max_rows_per_program=1, **kw)
+  # init, train step and predict: three programs per architecture, whatever the rows and seeds.
+  assert batched_count.count == alone_count.count == 3 * architectures
+  assert list(batched) == list(rows)
+  for row in rows:
+    for judge in judges:
+      b, a = batched[row]["scores"][judge.name], alone[row]["scores"][judge.name]
+      if row == "blank":
+        # Every feature's batch variance is ~0 there, so batch norm divides the rounding
+        # difference by sqrt(eps): the logits drift apart, but stay one value per attribute
+        # for every example (a blank image carries nothing), in both programs.
+        np.testing.assert_allclose(b, np.broadcast_to(b[:1], b.shape), atol=1e-5)
+        np.testing.assert_allclose(a, np.broadcast_to(a[:1], a.shape), atol=1e-5)
+      else:
+        # The vmapped program computes each row's convolutions as one grouped convolution: the
+        # same sums in another order, so float32 rounding (~1e-7 relative) differs and 12 Adam
+        # steps carry it forward; logits of order 1 agree to ~1e-5 and the rankings match.
+        np.testing.assert_allclose(b, a, atol=1e-3)
+      assert batched[row]["judges"][judge.name] == pytest.approx(
+        alone[row]["judges"][judge.name], abs=1e-3
+      )
+
+
+# --- Chance --------------------------------------------------------------------------------------
+
+
+def test_chance_cmap_matches_the_hand_computation():
+  labels = np.array([[1, 1, 0, 1], [0, 1, 0, 1], [0, 0, 0, 1]])
+  # Attribute 0, one positive among 3: it ranks 1st, 2nd or 3rd: E[AP] = (1 + 1/2 + 1/3) / 3.
+  # Attribute 1, two positives: ranks {1,2}: AP 1; {1,3}: (1 + 2/3) / 2; {2,3}: (1/2 + 2/3) / 2.
+  # Attribute 2 has no positive (left out); attribute 3 is all positives: AP 1.
+  ap0 = (1 + 1 / 2 + 1 / 3) / 3
+  ap1 = (1 + 5 / 6 + 7 / 12) / 3
+  expected = (ap0 + ap1 + 1.0) / 3  # = 0.8056, far above the mean positive rate (0.667)
+  # One draw's cMAP has a standard deviation of 0.11 here: 10,000 draws give ±0.0011.
+  assert chance_cmap(labels, draws=10_000) == pytest.approx(expected, abs=0.005)
+  # A rare attribute: one positive among 10 scores H_10 / 10 = 0.293, not its rate 0.1.
+  rare = np.zeros((10, 1))
+  rare[3] = 1
+  harmonic = sum(1 / k for k in range(1, 11)) / 10
+  assert chance_cmap(rare, draws=10_000) == pytest.approx(harmonic, abs=0.01)
+
+
+def test_chance_cmap_is_seeded_and_checks_its_labels():
+  labels = (np.random.default_rng(0).uniform(size=(50, 4)) < 0.3).astype(np.float32)
+  assert chance_cmap(labels, draws=20, seed=1) == chance_cmap(labels, draws=20, seed=1)
+  with pytest.raises(ValueError, match="multi-hot"):
+    chance_cmap(labels * 0.5)
+  with pytest.raises(ValueError, match="draws"):
+    chance_cmap(labels, draws=0)
+
+
+# --- Augmentation --------------------------------------------------------------------------------
+
+
+def test_augmentation_moves_pixels_but_labels_stay_with_their_images():
+  batch = 16
+  ramp = np.linspace(0.0, 1.0, 16, dtype=np.float32)
+  x = np.zeros((batch, 16, 16, 3), np.float32)
+  x[..., 0] = ramp[None, None, :]  # a left-to-right ramp: crops and mirrors change it
+  x[..., 1] = ramp[None, :, None]  # a top-to-bottom ramp: crops change it, mirrors do not
+  x[..., 2] = (np.arange(batch, dtype=np.float32) / batch)[:, None, None]  # the image's identity
+  out = np.asarray(augment(jax.random.PRNGKey(0), x, pad=3, flip=True))
+  assert out.shape == x.shape
+  # Example b is still at index b (its identity channel, constant, survives edge padding)...
+  np.testing.assert_array_equal(out[..., 2], x[..., 2])
+  # ... but the batch changed: some examples were mirrored, some translated.
+  mirrored = out[:, 8, 0, 0] > out[:, 8, -1, 0]
+  assert 0 < mirrored.sum() < batch
+  assert np.abs(out[..., 1] - x[..., 1]).max(axis=(1, 2)).min() >= 0.0
+  assert (np.abs(out[..., 1] - x[..., 1]).max(axis=(1, 2)) > 0).sum() > batch // 2
+  again = np.asarray(augment(jax.random.PRNGKey(0), x, pad=3, flip=True))
+  np.testing.assert_array_equal(out, again)
+  # A clip's frames move together.
+  clips = np.stack([x, x], axis=1)
+  out_clips = np.asarray(augment(jax.random.PRNGKey(1), clips, pad=3, flip=True))
+  np.testing.assert_array_equal(out_clips[:, 0], out_clips[:, 1])
+  noisy = np.asarray(augment(jax.random.PRNGKey(2), x, pad=0, flip=False, noise_std=0.1))
+  assert 0.0 <= noisy.min() and noisy.max() <= 1.0 and 0.05 < np.std(noisy - x) < 0.15
+
+
+# --- Specs ---------------------------------------------------------------------------------------
+
+
+def test_default_judges_span_two_architectures_and_two_seeds():
+  judges = default_judges()
+  assert len(judges) >= 3
+  assert len({j.name for j in judges}) == len(judges)
+  assert {"resnet18", "resnet50"} <= {j.model for j in judges}
+  assert len({j.seed for j in judges}) >= 2
+  r18 = [j for j in judges if j.model == "resnet18"]
+  assert len({j.seed for j in r18}) >= 2
+  assert all(j.augment for j in judges)
+  halved = default_judges(steps_scale=0.5)
+  assert [h.steps for h in halved] == [max(1, round(j.steps / 2)) for j in judges]
+
+
+def test_judge_spec_checks_its_fields():
+  good = _tiny_suite()[0]
+  with pytest.raises(ValueError, match="model must be one of"):
+    dataclasses.replace(good, model="unet")
+  with pytest.raises(ValueError, match="steps"):
+    dataclasses.replace(good, steps=0)
+  with pytest.raises(ValueError, match="learning_rate"):
+    dataclasses.replace(good, learning_rate=0.0)
+  spec = dataclasses.replace(good, model_kwargs={"stage_sizes": [1, 1]})
+  assert spec.train_config(3).net.stage_sizes == (1, 1)  # a JSON list, made hashable
+
+
+def test_suite_rejects_bad_inputs():
+  rng = np.random.default_rng(6)
+  x, y = _colour_toy(8, rng)
+  judges = _tiny_suite(steps=2)[:1]
+  with pytest.raises(ValueError, match="names must be unique"):
+    judge_suite(x, y, x, y, judges * 2, progress=False)
+  with pytest.raises(ValueError, match="test_visuals has 8 examples but test_labels has 6"):
+    judge_suite(x, y, x, y[:6], judges, progress=False)
+  with pytest.raises(ValueError, match="float in"):
+    judge_suite(x, y, x.astype(np.int32), y, judges, progress=False)
+  with pytest.raises(ValueError, match="differ per example"):
+    judge_suite(x, y, x[:, :8], y, judges, progress=False)
+  with pytest.raises(ValueError, match="max_rows_per_program"):
+    judge_rows({"r": (x, x)}, y, y, judges, max_rows_per_program=0, progress=False)
+
+
+# --- The single judge (`judge_privacy`) ----------------------------------------------------------
 
 # Three attributes, each shown by a bright 6x6 patch at its own place on a dim noisy image.
 PATCHES = [(0, 0), (0, 10), (10, 5)]

@@ -60,9 +60,9 @@ def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
     "--config.anonymizer.features=(8, 16)",
     "--config.anonymizer.groups=4",
     "--config.reviewer.name=resnet_tiny",
-    "--config.eval.judge_model=resnet_tiny",
-    "--config.eval.judge_steps=3",
-    "--config.eval.judge_batch_size=4",
+    "--config.eval.judges.resnet50.model=resnet_tiny",
+    "--config.eval.judges.resnet50.steps=3",
+    "--config.eval.judges.resnet50.batch_size=4",
     "--config.batch_size=2",
     "--config.privacy_batch_size=2",
     "--config.total_steps=2",
@@ -78,9 +78,14 @@ def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
     server.close()
   result = json.loads((tmp_path / "w" / "eval.json").read_text())
   # Training: 2 steps × 2 perturbations × 2 questions; evaluation: the one test question in the
-  # people categories ("seven"), for the anonymax row only (raw images stay local for openai).
-  assert result["train_oracle_calls"] == 8 and result["eval_oracle_calls"] == 1
-  assert arrivals == 9
+  # people categories ("seven"), for every row but raw (raw images stay local for openai).
+  sent = [r["name"] for r in result["rows"] if r["utility"] is not None]
+  assert "raw" not in sent and {"ours", "downsample_x4", "blacken"} <= set(sent)
+  # The fixture's image has no face for the detector, so the two detected-face rows show the same
+  # image and the persistent cache answers the second: one call fewer than rows.
+  assert {"det_face_blur", "det_face_blacken"} <= set(sent)
+  assert result["train_oracle_calls"] == 8 and result["eval_oracle_calls"] == len(sent) - 1
+  assert arrivals == 8 + len(sent) - 1
   assert result["utility_metric"] == "vqa_accuracy" and result["oracle_loss"] == "vqa"
   assert result["raw_utility"] is None  # not sent: a remote black box sees anonymized pixels only
   assert result["attributes"] == list(vispr.PAPER_ATTRIBUTES)

@@ -80,11 +80,11 @@ def test_resolve_without_config_is_the_saved_one(saved_run):
 
 def test_a_given_config_may_change_runtime_fields_only(saved_run):
   given = synthetic.get_config("smoke")
-  given.eval.judge_steps = 2  # evaluation settings, locations, the loop's length: allowed
+  given.eval.judge_steps_scale = 0.5  # evaluation settings, locations, the loop's length: allowed
   given.data.data_dir = "/elsewhere"
   given.total_steps = 100
   config = run_config.resolve(saved_run, given)
-  assert config.eval.judge_steps == 2 and config.data.data_dir == "/elsewhere"
+  assert config.eval.judge_steps_scale == 0.5 and config.data.data_dir == "/elsewhere"
   assert config.reviewer.num_classes == 7  # the derived field stays the run's
   given.optim.gains["a"] = 0.5  # what is trained: refused, naming the field and both values
   with pytest.raises(ValueError, match=r"^config.optim.gains.a=0.5 but .*config.json has 0.02"):

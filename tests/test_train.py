@@ -271,3 +271,30 @@ def test_anonymizations_prepared_with_the_update_are_used_only_for_their_state(s
   np.testing.assert_array_equal(spy.received[1], ref_spy.received[0])
   np.testing.assert_array_equal(spy.received[3], ref_spy.received[1])
   assert not np.array_equal(spy.received[1], spy.received[3])
+
+
+def test_the_reference_anonymizers_train_beside_the_run(shared_dirs, tmp_path):
+  """config.references: a constant mask (same objective, same black box) and a privacy-only
+  anonymizer (no black box at all), each a run of its own under <workdir>/references/."""
+  config = smoke_config(shared_dirs, total_steps=2, checkpoint_every=2)
+  config.references = ("constant_mask", "privacy_only")
+  spy = SpyOracle()
+  train.train_with_references(config, str(tmp_path), oracle=spy)
+  per_call = 2 * config.batch_size
+  assert [len(v) for v in spy.received] == [per_call] * 4  # two steps of ours, two of the mask
+  mask = anonymizer.restore(str(tmp_path / "references" / "constant_mask"))
+  assert mask.description["model"]["name"] == "constant_mask"
+  assert mask.params["mask_logits"].shape == (config.data.image_size,) * 2 + (1,)
+  privacy_only = tmp_path / "references" / "privacy_only"
+  saved = json.loads((privacy_only / "config.json").read_text())
+  assert saved["objective"] == "privacy_only" and saved["references"] == []
+  assert anonymizer.restore(str(privacy_only)).step == 2
+  rows = [json.loads(line) for line in (privacy_only / "metrics.jsonl").read_text().splitlines()]
+  assert rows[-1]["oracle_samples"] == 0 and "l_mllm" not in rows[-1]
+  # The privacy-only anonymizer moved: its parameters are not the initial ones of its seed.
+  start = experiment.build(config, oracle=spy).init_state().params
+  trained = anonymizer.restore(str(privacy_only)).params
+  assert any(
+    not np.array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(trained))
+  )

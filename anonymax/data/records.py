@@ -19,8 +19,9 @@ from anonymax.types import Query
 
 __all__ = ["SPLIT_PATTERN", "Split", "check_split", "read_records", "text"]
 
-# "train" or "test", optionally sliced as TFDS allows ("train[:100]", "test[10%:]").
-SPLIT_PATTERN = re.compile(r"^(train|test)(\[[^\]]*\])?$")
+# "train", "validation" or "test", optionally sliced as TFDS allows ("train[:100]", "test[10%:]").
+# Most datasets have no validation split; asking one for it is an error of its TFDS build.
+SPLIT_PATTERN = re.compile(r"^(train|validation|test)(\[[^\]]*\])?$")
 
 
 @dataclasses.dataclass
@@ -34,6 +35,11 @@ class Split:
     labels: int32 [N] class ids into `class_names` (the action), or -1 where there is none.
     attribute_names: the P privacy attribute names.
     class_names: the class names that `labels` index.
+    question_types: the type of each example's question (N names), where the dataset has them
+      (the synthetic scenes v2), else None.
+    regions: ground-truth boxes, where the dataset has them (the synthetic scenes v2), else None:
+      ``"face"`` and ``"person"`` float32 [N, K, 4] boxes (ymin, xmin, ymax, xmax in fractions of
+      the image) of up to K people and ``"valid"`` bool [N, K] (which of them are present).
   """
 
   visuals: np.ndarray
@@ -42,6 +48,8 @@ class Split:
   labels: np.ndarray
   attribute_names: tuple[str, ...]
   class_names: tuple[str, ...]
+  question_types: tuple[str, ...] | None = None
+  regions: dict[str, np.ndarray] | None = None
 
   def __post_init__(self):
     n = self.visuals.shape[0]
@@ -58,6 +66,27 @@ class Split:
       raise ValueError(
         f"Split: {n} visuals but {len(self.queries)} queries and labels {self.labels.shape}"
       )
+    if self.question_types is not None and len(self.question_types) != n:
+      raise ValueError(f"Split.question_types: {n} visuals but {len(self.question_types)} types")
+    if self.regions is not None:
+      self._check_regions(n)
+
+  def _check_regions(self, n: int) -> None:
+    r = self.regions
+    if not isinstance(r, dict) or set(r) != {"face", "person", "valid"}:
+      keys = sorted(r) if isinstance(r, dict) else type(r).__name__
+      raise ValueError(f"Split.regions: expected keys face, person, valid; got {keys}")
+    valid = np.asarray(r["valid"])
+    if valid.dtype != np.bool_ or valid.ndim != 2 or valid.shape[0] != n:
+      raise ValueError(
+        f"Split.regions['valid']: expected bool [{n}, K], got {valid.dtype} {valid.shape}"
+      )
+    for key in ("face", "person"):
+      box = np.asarray(r[key])
+      if box.dtype != np.float32 or box.shape != (*valid.shape, 4):
+        raise ValueError(
+          f"Split.regions[{key!r}]: expected float32 {(*valid.shape, 4)}, got {box.dtype} {box.shape}"
+        )
 
   def __len__(self) -> int:
     return self.visuals.shape[0]
@@ -76,6 +105,10 @@ class Split:
       labels=self.labels[idx],
       attribute_names=self.attribute_names,
       class_names=self.class_names,
+      question_types=(
+        None if self.question_types is None else tuple(self.question_types[i] for i in idx)
+      ),
+      regions=None if self.regions is None else {k: v[idx] for k, v in self.regions.items()},
     )
 
 
@@ -83,7 +116,8 @@ def check_split(split) -> str:
   """`split` if it matches `SPLIT_PATTERN`; otherwise a ValueError naming the field."""
   if not isinstance(split, str) or not SPLIT_PATTERN.match(split):
     raise ValueError(
-      f"split={split!r}: must be 'train' or 'test', optionally sliced (e.g. 'train[:100]')"
+      f"split={split!r}: must be 'train', 'validation' or 'test', optionally sliced "
+      "(e.g. 'train[:100]')"
     )
   return split
 

@@ -32,6 +32,7 @@ __all__ = [
   "QUESTION_TYPE_PROBS",
   "SHAPES",
   "TEST_SEED_OFFSET",
+  "annotate",
   "check_sizes",
   "generate",
   "privacy_labels",
@@ -139,13 +140,16 @@ def _ask(rng: np.random.Generator, sc: dict[str, np.ndarray], clips: bool):
   return types, prompts, truths
 
 
-def _annotate(rng: np.random.Generator, types: list[str], truths: list[str]) -> np.ndarray:
+def annotate(
+  rng: np.random.Generator, types: list[str], truths: list[str], choices=None
+) -> np.ndarray:
   """Ten annotator answers per question: object [n, 10].
 
   Each annotator errs with probability `ANNOTATOR_ERROR_RATE` (at most `MAX_WRONG_ANSWERS` per
-  question); an error is another answer of the same type, or, for counts, half the time the digit
-  synonym of the truth ("2" for "two").
+  question); an error is another answer of the same type (among ``choices[type]``, default
+  `CHOICES`), or, for counts, half the time the digit synonym of the truth ("2" for "two").
   """
+  choices = CHOICES if choices is None else choices
   n = len(truths)
   err = rng.random((n, NUM_ANSWERS)) < ANNOTATOR_ERROR_RATE
   err &= np.cumsum(err, axis=1) <= MAX_WRONG_ANSWERS
@@ -153,7 +157,7 @@ def _annotate(rng: np.random.Generator, types: list[str], truths: list[str]) -> 
   synonym = rng.random((n, NUM_ANSWERS)) < 0.5
   out = np.empty((n, NUM_ANSWERS), dtype=object)
   for i in range(n):
-    others = [a for a in CHOICES[types[i]] if a != truths[i]]
+    others = [a for a in choices[types[i]] if a != truths[i]]
     for j in range(NUM_ANSWERS):
       if not err[i, j]:
         out[i, j] = truths[i]
@@ -169,7 +173,7 @@ def _generate_chunk(seed: int, index: int, n: int, image_size: int, clip_length:
   rng = np.random.default_rng([seed, index])
   sc = scenes.sample_scenes(rng, n)
   types, prompts, truths = _ask(rng, sc, clips=clip_length > 0)
-  answers = _annotate(rng, types, truths)
+  answers = annotate(rng, types, truths)
   if clip_length:
     # One frame per time step; the pose cycles once over the clip from a random phase.
     frames = {k: np.repeat(v, clip_length, axis=0) for k, v in sc.items()}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from anonymax.models.baselines import BDQ, Blacken, Downsample, GaussianBlur, Identity
+from anonymax.models.constant_mask import ConstantMask
 from anonymax.models.resnet import (
   BottleneckBlock,
   ResNet,
@@ -24,6 +25,8 @@ from anonymax.models.unet import UNet
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
   "unet": UNet,
+  # The learned constant mask: input-independent, the trivial solution to beat.
+  "constant_mask": ConstantMask,
   "resnet50": ResNet50,
   "resnet18": ResNet18,
   "resnet_tiny": ResNetTiny,
@@ -35,7 +38,7 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
   "bdq": BDQ,
 }
 MODEL_NAMES = tuple(_MODELS)
-ANONYMIZER_NAMES = ("unet", "identity", "downsample", "blur", "blacken", "bdq")
+ANONYMIZER_NAMES = ("unet", "constant_mask", "identity", "downsample", "blur", "blacken", "bdq")
 CLASSIFIER_NAMES = ("resnet50", "resnet18", "resnet_tiny")
 
 
@@ -65,6 +68,7 @@ __all__ = [
   "Blacken",
   "BottleneckBlock",
   "CLASSIFIER_NAMES",
+  "ConstantMask",
   "Downsample",
   "GaussianBlur",
   "Identity",

@@ -109,8 +109,11 @@ class ResNet(nn.Module):
     norm: "batch" (statistics in the "batch_stats" collection, mutable when training) or
       "group" (no batch statistics).
     groups: GroupNorm groups when norm="group" (clipped to a divisor of each width).
-    small_input: 3x3 stride-1 stem without max-pool, for 32-64 px inputs; otherwise the
-      ImageNet stem (7x7 stride-2 conv, 3x3 stride-2 max-pool).
+    small_input: 3x3 stem without max-pool, for 32-64 px inputs; otherwise the ImageNet
+      stem (7x7 stride-2 conv, 3x3 stride-2 max-pool: the first stage sees H/4 x W/4).
+    stem_strides: stride of the small-input stem's conv. 1 keeps the full resolution; 2 halves
+      it (a 3x3 window at stride 2 still reads every pixel, unlike the max-pool) and costs about
+      a quarter of the compute, since every later stage shrinks with it.
     dtype: computation dtype; logits are returned as float32.
   """
 
@@ -121,6 +124,7 @@ class ResNet(nn.Module):
   norm: str = "batch"
   groups: int = 32
   small_input: bool = False
+  stem_strides: int = 1
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -153,7 +157,8 @@ class ResNet(nn.Module):
     std = jnp.asarray(IMAGENET_STD, self.dtype)
     x = (x.astype(self.dtype) - mean) / std
     if self.small_input:
-      x = conv(self.num_filters, (3, 3), name="conv_init")(x)
+      strides = (self.stem_strides,) * 2
+      x = conv(self.num_filters, (3, 3), strides, name="conv_init")(x)
       x = nn.relu(norm(self.num_filters, name="norm_init")(x))
     else:
       x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(x)

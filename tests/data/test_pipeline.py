@@ -13,7 +13,8 @@ import pytest
 from anonymax.data import pipeline, synthetic
 from anonymax.types import Query
 
-SMALL = {"image_size": 32, "num_train": 6, "num_test": 4, "seed": 3}
+# Scenes v1 (the builder's default config; v2 has its own tests in test_scenes_v2.py).
+SMALL = {"scenes": "v1", "image_size": 32, "num_train": 6, "num_test": 4, "seed": 3}
 
 
 def test_tfds_round_trip_images_equals_generate_without_tensorflow(data_dir):
@@ -41,7 +42,14 @@ def test_tfds_round_trip_images_equals_generate_without_tensorflow(data_dir):
 
 def test_tfds_round_trip_clips(data_dir):
   split = pipeline.load_split(
-    "synthetic", "train", data_dir=data_dir, image_size=32, clip_length=3, num_examples=4, seed=0
+    "synthetic",
+    "train",
+    data_dir=data_dir,
+    scenes="v1",
+    image_size=32,
+    clip_length=3,
+    num_examples=4,
+    seed=0,
   )
   ref = synthetic.generate(4, seed=0, image_size=32, clip_length=3)
   assert split.is_video and split.visuals.shape == (4, 3, 32, 32, 3)
@@ -61,7 +69,7 @@ def test_sliced_split_and_second_load_reuses_files(data_dir):
 
 
 def test_num_examples_builds_the_requested_split_alone(data_dir):
-  kw = {"image_size": 32, "seed": 3}
+  kw = {"scenes": "v1", "image_size": 32, "seed": 3}
   train = pipeline.load_split("synthetic", "train", data_dir=data_dir, num_examples=5, **kw)
   test = pipeline.load_split("synthetic", "test", data_dir=data_dir, num_examples=3, **kw)
   root = pathlib.Path(data_dir) / "anonymax_synthetic"
@@ -128,7 +136,7 @@ def _assert_splits_equal(a, b):
 
 @pytest.mark.parametrize("clip_length", [0, 2])
 def test_synthetic_loads_like_any_dataset_through_its_module(data_dir, monkeypatch, clip_length):
-  kw = {"image_size": 32, "clip_length": clip_length, "num_examples": 3, "seed": 5}
+  kw = {"scenes": "v1", "image_size": 32, "clip_length": clip_length, "num_examples": 3, "seed": 5}
   calls = []
   real = synthetic.load_split
 

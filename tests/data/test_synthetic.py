@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 
 import numpy as np
 import pytest
@@ -300,3 +301,63 @@ def test_tension_blur_destroys_pose_but_masking_privacy_keeps_it():
 
   kept = contrast(blank(a, sc), blank(b, sc))
   assert kept > 0.8 * raw, (kept, raw)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scenes v1 stay exactly as they were next to v2 (published figures depend on them).
+
+
+def _digest(d):
+  """sha256 of a generated dict: every array's dtype, shape and bytes (object arrays' reprs)."""
+  h = hashlib.sha256()
+  for k in sorted(d):
+    v = d[k]
+    h.update(k.encode())
+    if v.dtype == object:
+      h.update(repr(v.tolist()).encode())
+    else:
+      h.update(str(v.dtype).encode())
+      h.update(repr(v.shape).encode())
+      h.update(np.ascontiguousarray(v).tobytes())
+  return h.hexdigest()
+
+
+# Computed with the generator as it was before scenes v2 existed.
+V1_DIGESTS = [
+  ((12, 0, 32, 0), "879d3fe1525808fa2bddd0384236aee21a54dd2e197797842bc5de3237116883"),
+  ((3, 5, 48, 3), "02807c1382bca1ac361155a4a78045b215e9320dec36cd9b3441827496e5051d"),
+  ((4, 1 + 1_000_003, 64, 0), "ec74f580eac9f2c302396bb5570ca286bbf5b7a3f6bf58372d084fcc0eb8fb4a"),
+]
+
+
+@pytest.mark.parametrize("args, expected", V1_DIGESTS)
+def test_v1_generator_is_bit_identical(args, expected):
+  n, seed, size, clip_length = args
+  d = synthetic.generate(n, seed=seed, image_size=size, clip_length=clip_length)
+  assert _digest(d) == expected
+
+
+def test_v1_builder_names_are_unchanged():
+  assert synthetic.AnonymaxSynthetic.name == "anonymax_synthetic"
+  assert str(synthetic.AnonymaxSynthetic.VERSION) == "1.0.0"
+  names = [c.name for c in synthetic.AnonymaxSynthetic.BUILDER_CONFIGS[:2]]
+  assert names == ["images_s64_n4000-1000_seed0", "clips8_s64_n1000-250_seed0"]
+  cfg = synthetic.make_config(scenes="v1", image_size=32, num_train=3, num_test=0, seed=2)
+  assert cfg.name == "images_s32_n3-0_seed2" and type(cfg) is synthetic.SyntheticConfig
+
+
+def test_v1_loads_exactly_as_before_and_has_no_validation(data_dir):
+  kw = {"scenes": "v1", "image_size": 32, "seed": 3}
+  split = synthetic.load_split("test", data_dir=data_dir, num_examples=3, **kw)
+  ref = synthetic.generate(3, seed=3 + synthetic.TEST_SEED_OFFSET, image_size=32)
+  np.testing.assert_array_equal(split.visuals, ref["image"])
+  assert [q.prompt for q in split.queries] == list(ref["question"])
+  assert split.class_names == synthetic.ACTIONS
+  assert split.question_types is None and split.regions is None
+  with pytest.raises(ValueError, match="split='validation'") as e:
+    synthetic.load_split("validation", data_dir=data_dir, **kw)
+  assert "\n" not in str(e.value)
+  with pytest.raises(ValueError, match="num_validation"):
+    synthetic.load_split("train", data_dir=data_dir, num_validation=2, **kw)
+  with pytest.raises(ValueError, match="scenes"):
+    synthetic.load_split("train", data_dir=data_dir, scenes="v3")

@@ -187,6 +187,8 @@ def test_get_model_builds_every_name():
     kwargs = {"num_classes": 3} if name.startswith("resnet") else {}
     if name == "unet":  # the widths have no default
       kwargs = {"features": (4, 8), "groups": 2}
+    if name == "constant_mask":  # nor has the mask's size
+      kwargs = {"size": 8}
     assert get_model(name, **kwargs).__class__.__name__
   assert get_model("unet", features=(8, 16), groups=4).features == (8, 16)
   assert get_model("blur", sigma=1.5).sigma == 1.5

@@ -71,6 +71,7 @@ REFERENCE = {
   "seed": "data.seed",
   "num_train": "oracle.reference.num_train",
   "steps": "oracle.reference.steps",
+  "scenes": "data.scenes",
 }
 REFERENCE_UNSET = {"batch_size", "num_test", "progress"}
 
