@@ -98,7 +98,23 @@ def judges_of(config) -> tuple[privacy_judge.JudgeSpec, ...]:
   scale = float(config.eval.get("judge_steps_scale", 1.0))
   if not scale > 0:
     raise ValueError(f"config.eval.judge_steps_scale={scale!r}: must be > 0")
-  specs = config.eval.get("judges") or {}
+  if "judges" not in config.eval and "judge_model" in config.eval:
+    # A config.json written before the judge suite: its one judge, trained as it was then.
+    specs = {
+      config.eval.judge_model: dict(
+        model=config.eval.judge_model,
+        model_kwargs=dict(config.eval.get("judge_kwargs") or {}),
+        seed=0,
+        steps=config.eval.judge_steps,
+        learning_rate=config.eval.get("judge_learning_rate", 1e-3),
+        batch_size=config.eval.get("judge_batch_size", 64),
+        augment=False,
+        weight_decay=0.0,
+        warmup_fraction=0.0,
+      )
+    }
+  else:
+    specs = config.eval.get("judges") or {}
   if not specs:
     return privacy_judge.default_judges(steps_scale=scale)
   judges = []

@@ -109,3 +109,30 @@ def test_real_data_get_detected_face_rows_that_obscure_the_face(tmp_path):
   config.eval.detected_face_rows = False
   rows = [r.name for r in evaluation_rows.rows_for(config, workdir, has_regions=False)]
   assert not set(rows) & set(evaluation_rows.DETECTED_FACE_ROWS)
+
+
+def test_a_config_from_before_the_judge_suite_keeps_its_one_judge():
+  import ml_collections
+
+  from anonymax import evaluate
+
+  old = ml_collections.ConfigDict(
+    {"eval": {"judge_model": "resnet18", "judge_kwargs": {"num_filters": 16}, "judge_steps": 600,
+              "judge_batch_size": 64, "judge_learning_rate": 1e-3}}
+  )  # fmt: skip
+  (judge,) = evaluate.judges_of(old)
+  assert (judge.name, judge.model, judge.steps, judge.learning_rate) == (
+    "resnet18",
+    "resnet18",
+    600,
+    1e-3,
+  )
+  assert judge.model_kwargs == {"num_filters": 16} and not judge.augment
+  new = synthetic.get_config("scenes=v2")
+  assert not new.eval.judges  # empty: the default suite
+  assert evaluate.judges_of(new) == evaluate.privacy_judge.default_judges()
+  new.eval.judge_steps_scale = 0.1
+  assert [j.steps for j in evaluate.judges_of(new)] == [150, 150, 150]
+  v1 = synthetic.get_config()
+  (judge,) = evaluate.judges_of(v1)
+  assert judge.model_kwargs == {"num_filters": 16, "small_input": False} and judge.steps == 600
