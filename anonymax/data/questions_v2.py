@@ -19,11 +19,11 @@ from anonymax.data import scenes_v2_render
 from anonymax.data.synthetic_generator import (
   COUNT_DIGITS,
   COUNT_WORDS,
-  NUM_ANSWERS,
-  PRIVACY_ATTRIBUTES,
   TEST_SEED_OFFSET,
   annotate,
   check_sizes,
+  empty_examples,
+  generate_in_chunks,
 )
 
 __all__ = [
@@ -70,7 +70,6 @@ CHOICES_V2 = {
 }
 ANSWER_VOCAB_V2 = tuple(dict.fromkeys(a for c in CHOICES_V2.values() for a in c)) + COUNT_DIGITS
 VALIDATION_SEED_OFFSET = 2_000_029  # validation of seed s: generate_v2(..., seed=s + this)
-_CHUNK_FRAMES = 256  # fixed-size chunks: generate_v2(n) is a prefix of generate_v2(m > n)
 _STREAM = 2  # v2's generator streams are seeded (_STREAM, seed, chunk), apart from v1's
 
 
@@ -170,14 +169,8 @@ def _generate_chunk(seed: int, index: int, n: int, image_size: int, clip_length:
 
 
 def _empty(image_size: int, clip_length: int) -> dict[str, np.ndarray]:
-  shape = (0, clip_length) if clip_length else (0,)
-  return {
-    "clip" if clip_length else "image": np.zeros((*shape, image_size, image_size, 3), np.uint8),
-    "privacy": np.zeros((0, len(PRIVACY_ATTRIBUTES)), np.float32),
-    "action": np.zeros(0, np.int32),
-    "question": np.zeros(0, object),
-    "answers": np.zeros((0, NUM_ANSWERS), object),
-    "question_type": np.zeros(0, object),
+  """No examples: v1's fields, plus the boxes."""
+  return empty_examples(image_size, clip_length) | {
     "face_box": np.zeros((0, sv.MAX_PEOPLE, 4), np.float32),
     "person_box": np.zeros((0, sv.MAX_PEOPLE, 4), np.float32),
     "person_valid": np.zeros((0, sv.MAX_PEOPLE), bool),
@@ -208,13 +201,4 @@ def generate_v2(
     ``"person_valid"`` bool [N, 3].
   """
   check_sizes(image_size, clip_length, num_examples=num_examples)
-  if int(seed) != seed or seed < 0:
-    raise ValueError(f"seed={seed!r}: must be a non-negative integer")
-  chunk = max(1, _CHUNK_FRAMES // max(clip_length, 1))
-  parts = []
-  for index in range(-(-num_examples // chunk)):
-    part = _generate_chunk(int(seed), index, chunk, int(image_size), int(clip_length))
-    parts.append({k: v[: num_examples - index * chunk] for k, v in part.items()})
-  if not parts:
-    return _empty(int(image_size), int(clip_length))
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  return generate_in_chunks(_generate_chunk, _empty, num_examples, seed, image_size, clip_length)

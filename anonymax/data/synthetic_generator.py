@@ -214,21 +214,39 @@ def generate(
     ``"question_type"`` object [N] (one of `QUESTION_TYPES`).
   """
   check_sizes(image_size, clip_length, num_examples=num_examples)
+  return generate_in_chunks(
+    _generate_chunk, empty_examples, num_examples, seed, image_size, clip_length
+  )
+
+
+def empty_examples(image_size: int, clip_length: int) -> dict[str, np.ndarray]:
+  """No examples, with the fields and per-example shapes `generate` returns."""
+  shape = (0, clip_length) if clip_length else (0,)
+  return {
+    "clip" if clip_length else "image": np.zeros((*shape, image_size, image_size, 3), np.uint8),
+    "privacy": np.zeros((0, len(PRIVACY_ATTRIBUTES)), np.float32),
+    "action": np.zeros(0, np.int32),
+    "question": np.zeros(0, object),
+    "answers": np.zeros((0, NUM_ANSWERS), object),
+    "question_type": np.zeros(0, object),
+  }
+
+
+def generate_in_chunks(generate_chunk, empty, num_examples, seed, image_size, clip_length):
+  """The first `num_examples` examples of the stream ``generate_chunk(seed, index, n, S, T)``,
+  chunk by chunk (each chunk has its own generator, so a prefix never depends on the total);
+  ``empty(S, T)`` when there are none. Shared by scenes v1 (`generate`) and v2.
+
+  Raises:
+    ValueError: naming `seed` unless it is a non-negative integer.
+  """
   if int(seed) != seed or seed < 0:
     raise ValueError(f"seed={seed!r}: must be a non-negative integer")
   chunk = max(1, _CHUNK_FRAMES // max(clip_length, 1))
   parts = []
   for index in range(-(-num_examples // chunk)):
-    part = _generate_chunk(int(seed), index, chunk, int(image_size), int(clip_length))
+    part = generate_chunk(int(seed), index, chunk, int(image_size), int(clip_length))
     parts.append({k: v[: num_examples - index * chunk] for k, v in part.items()})
   if not parts:
-    shape = (0, clip_length) if clip_length else (0,)
-    return {
-      "clip" if clip_length else "image": np.zeros((*shape, image_size, image_size, 3), np.uint8),
-      "privacy": np.zeros((0, len(PRIVACY_ATTRIBUTES)), np.float32),
-      "action": np.zeros(0, np.int32),
-      "question": np.zeros(0, object),
-      "answers": np.zeros((0, NUM_ANSWERS), object),
-      "question_type": np.zeros(0, object),
-    }
+    return empty(int(image_size), int(clip_length))
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

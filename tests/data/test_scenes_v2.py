@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from anonymax.data import pipeline, questions_v2, synthetic
+from anonymax.data import pipeline, questions_v2, synthetic, synthetic_generator
 from anonymax.data import scenes_v2 as sv
 from anonymax.data import scenes_v2_render as rv
 from anonymax.data.records import Split
@@ -285,7 +285,7 @@ def test_clips_animate_the_pose_and_keep_the_rest():
   # A clip's boxes bound every frame: they hold each frame's own boxes.
   # generate_v2's first chunk of seed 1: its first four scenes.
   rng = np.random.default_rng([questions_v2._STREAM, 1, 0])
-  sc = sv.sample_scenes(rng, questions_v2._CHUNK_FRAMES // 4)
+  sc = sv.sample_scenes(rng, synthetic_generator._CHUNK_FRAMES // 4)  # the chunk size both share
   sc = {k: v[:4] for k, v in sc.items()}
   for t in range(4):
     frame = {**sc, "phase": sc["phase"] + np.float32(2 * np.pi * t / 4)}
