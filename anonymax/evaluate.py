@@ -89,8 +89,9 @@ def load_eval_splits(config) -> tuple[Split, Split, Split]:
 
 
 def judges_of(config) -> tuple[privacy_judge.JudgeSpec, ...]:
-  """The judge suite of `config.eval.judges` ({name: JudgeSpec fields}; empty: the default
-  suite), every judge's steps multiplied by `config.eval.judge_steps_scale`.
+  """The judge suite of `config.eval.judges` ({name: JudgeSpec fields}; empty: the suite
+  `config.eval.judge_suite` names, "default" or "quick"), every judge's steps multiplied by
+  `config.eval.judge_steps_scale`.
 
   Raises:
     ValueError: naming the judge and the field of a bad spec.
@@ -116,7 +117,12 @@ def judges_of(config) -> tuple[privacy_judge.JudgeSpec, ...]:
   else:
     specs = config.eval.get("judges") or {}
   if not specs:
-    return privacy_judge.default_judges(steps_scale=scale)
+    suite = config.eval.get("judge_suite", "default")
+    if suite not in privacy_judge.JUDGE_SUITES:
+      raise ValueError(
+        f"config.eval.judge_suite={suite!r}: must be one of {', '.join(privacy_judge.JUDGE_SUITES)}"
+      )
+    return privacy_judge.JUDGE_SUITES[suite](steps_scale=scale)
   judges = []
   for name, fields in specs.items():
     fields = dict(fields)

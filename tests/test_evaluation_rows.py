@@ -136,3 +136,18 @@ def test_a_config_from_before_the_judge_suite_keeps_its_one_judge():
   v1 = synthetic.get_config()
   (judge,) = evaluate.judges_of(v1)
   assert judge.model_kwargs == {"num_filters": 16, "small_input": False} and judge.steps == 600
+
+
+def test_the_quick_suite_is_the_default_suites_first_judge_at_600_steps():
+  from anonymax import evaluate, privacy_judge
+
+  config = synthetic.get_config("scenes=v2")
+  config.eval.judge_suite = "quick"
+  (quick,) = evaluate.judges_of(config)
+  first = privacy_judge.default_judges()[0]
+  assert (
+    quick.steps == 600 and quick.name == first.name and quick.model_kwargs == first.model_kwargs
+  )
+  config.eval.judge_suite = "strong"
+  with pytest.raises(ValueError, match="^config.eval.judge_suite='strong': must be one of"):
+    evaluate.judges_of(config)
