@@ -87,6 +87,11 @@ from anonymax.types import Query
 
 ACTIONS_V2 = scenes_v2.ACTIONS
 SCENES = ("v1", "v2")
+# The revision of what scenes v2's generator draws, part of every v2 config's name. A built TFDS
+# dataset is found again by its name alone, so a changed generator must get a new revision or
+# runs silently read data drawn by the old one (tests/data/test_synthetic.py pins the generator's
+# output of this revision). v1 is frozen bit for bit and needs none.
+V2_DATA_REVISION = 2
 
 __all__ = [
   "ACTIONS",
@@ -115,6 +120,7 @@ __all__ = [
   "SCENES",
   "SHAPES",
   "TEST_SEED_OFFSET",
+  "V2_DATA_REVISION",
   "VALIDATION_SEED_OFFSET",
   "AnonymaxSynthetic",
   "SyntheticConfig",
@@ -189,7 +195,7 @@ def _new_config_v2(image_size, clip_length, num_train, num_validation, num_test,
   kind = f"clips{clip_length}" if clip_length else "images"
   counts = f"{num_train}-{num_validation}-{num_test}"
   return SyntheticV2Config(
-    name=f"v2_{kind}_s{image_size}_n{counts}_seed{seed}",
+    name=f"v2_{kind}_s{image_size}_n{counts}_seed{seed}_r{V2_DATA_REVISION}",
     description=(
       f"scenes v2, {kind}, {image_size}px, {num_train} train / {num_validation} validation / "
       f"{num_test} test, seed {seed}"
@@ -224,7 +230,8 @@ def make_config(
   seed: int = 0,
 ) -> SyntheticConfig:
   """A validated config named e.g. ``images_s64_n4000-1000_seed0`` (v1, the builder's default)
-  or ``v2_images_s64_n4000-500-1000_seed0`` (v2; num_validation defaults to 500).
+  or ``v2_images_s64_n4000-500-1000_seed0_r2`` (v2, of generator revision `V2_DATA_REVISION`;
+  num_validation defaults to 500).
 
   Returns the registered instance when the name is one of `AnonymaxSynthetic.BUILDER_CONFIGS`
   (TFDS refuses an equal but distinct config object of a registered name).

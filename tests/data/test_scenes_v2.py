@@ -302,6 +302,23 @@ def _digest(d):
   return h.hexdigest()[:16]
 
 
+# What generator revision `synthetic.V2_DATA_REVISION` draws. A changed generator fails this test:
+# then bump the revision (a built dataset is found again by its config name, which holds it, so
+# runs would otherwise read data of the old generator) and record the new digests here.
+V2_DIGESTS = {
+  2: {(6, 0, 64, 0): "a9474e07bcf3050b", (3, 4, 48, 3): "ae70dd1c6fa5c80b"},
+}
+
+
+def test_generator_output_is_pinned_to_its_data_revision():
+  assert synthetic.V2_DATA_REVISION in V2_DIGESTS, "record the new revision's digests"
+  for (n, seed, size, clip_length), expected in V2_DIGESTS[synthetic.V2_DATA_REVISION].items():
+    d = questions_v2.generate_v2(n, seed=seed, image_size=size, clip_length=clip_length)
+    assert _digest(d) == expected, "the generator changed: bump synthetic.V2_DATA_REVISION"
+  names = {c.name for c in synthetic.AnonymaxSynthetic.BUILDER_CONFIGS if c.name.startswith("v2")}
+  assert names and all(n.endswith(f"_r{synthetic.V2_DATA_REVISION}") for n in names)
+
+
 def test_deterministic_prefix_stable_and_split_streams_disjoint():
   a = questions_v2.generate_v2(6, seed=7, image_size=32)
   assert _digest(a) == _digest(questions_v2.generate_v2(6, seed=7, image_size=32))
@@ -348,7 +365,8 @@ def test_load_split_v2_through_the_pipeline(data_dir):
 
 def test_v2_config_names_cannot_collide_with_v1():
   v2 = synthetic.make_config(scenes="v2", image_size=32, num_train=2, num_test=2, seed=9)
-  assert v2.name == "v2_images_s32_n2-500-2_seed9" and isinstance(v2, synthetic.SyntheticV2Config)
+  name = f"v2_images_s32_n2-500-2_seed9_r{synthetic.V2_DATA_REVISION}"
+  assert v2.name == name and isinstance(v2, synthetic.SyntheticV2Config)
   names = [c.name for c in synthetic.AnonymaxSynthetic.BUILDER_CONFIGS]
   assert len(set(names)) == len(names)
   assert all(n.startswith("v2_") == isinstance(c, synthetic.SyntheticV2Config)
