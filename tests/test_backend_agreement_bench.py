@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
-import sys
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "backend_agreement.py"
-_spec = importlib.util.spec_from_file_location("backend_agreement", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["backend_agreement"] = bench
-_spec.loader.exec_module(bench)
+from tests import benchmark_scripts
+
+bench = benchmark_scripts.load("backend_agreement")
 
 
 def test_the_same_steps_twice_on_the_cpu_agree_exactly(tmp_path, capsys):

@@ -1,18 +1,12 @@
 """benchmarks/judge_strength.py on a tiny size: its last line parses and agrees with its result."""
 
-import importlib.util
-import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import benchmark_scripts
 
 
 def test_last_line_reports_the_judges_cmap_and_the_floor(tmp_path, capsys):
-  spec = importlib.util.spec_from_file_location(
-    "judge_strength", os.path.join(ROOT, "benchmarks", "judge_strength.py")
-  )
-  bench = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(bench)
+  bench = benchmark_scripts.load("judge_strength")
   result = bench.main(
     ["--image_size=32", "--num_train=48", "--num_test=32", "--model=resnet_tiny", "--steps=3",
      "--batch_size=16", f"--data_dir={tmp_path}"]

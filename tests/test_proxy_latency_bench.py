@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
-import sys
 
 import pytest
 
+from tests import benchmark_scripts
 from tests.proxy import helpers
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_latency.py"
-_spec = importlib.util.spec_from_file_location("proxy_latency", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["proxy_latency"] = bench
-_spec.loader.exec_module(bench)
+bench = benchmark_scripts.load("proxy_latency")
 
 TINY = ["--size=64", "--requests=4", "--concurrency=2", "--latency-ms=5", "--warmup=1"]
 

@@ -1,18 +1,12 @@
 """benchmarks/reference_accuracy.py on a tiny size: its last line agrees with its result."""
 
-import importlib.util
-import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import benchmark_scripts
 
 
 def test_last_line_reports_the_raw_accuracy_of_the_split(tmp_path, capsys):
-  spec = importlib.util.spec_from_file_location(
-    "reference_accuracy", os.path.join(ROOT, "benchmarks", "reference_accuracy.py")
-  )
-  bench = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(bench)
+  bench = benchmark_scripts.load("reference_accuracy")
   result = bench.main(
     ["--image_size=32", "--num_examples=40", "--split=test", "--num_train=64", "--steps=3",
      f"--data_dir={tmp_path / 'tfds'}", f"--cache_dir={tmp_path / 'ref'}"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +10,9 @@ import numpy as np
 import pytest
 
 from anonymax import optim
+from tests import benchmark_scripts
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "zo_calls.py"
-_spec = importlib.util.spec_from_file_location("zo_calls", _PATH)
-zo = importlib.util.module_from_spec(_spec)
-sys.modules["zo_calls"] = zo  # dataclasses look their module up by name
-_spec.loader.exec_module(zo)
+zo = benchmark_scripts.load("zo_calls")
 
 
 def _setup(**kw):
