@@ -147,6 +147,9 @@ def make_oracle(config, workdir: str | None = None) -> Oracle:
       max_tokens=o.max_tokens,
       top_logprobs=o.top_logprobs,
       usage_path=usage_path,
+      # .get: configs written before these fields send bare questions, scored officially.
+      prompt_template=o.get("prompt_template", None),
+      answer_scoring=oc.get("answer_scoring", "official"),
     )
   elif kind == "hf":
     from anonymax.oracles.hf import HFOracle  # noqa: PLC0415 — needs torch and transformers.
@@ -165,6 +168,8 @@ def make_oracle(config, workdir: str | None = None) -> Oracle:
       max_new_tokens=h.max_new_tokens,
       answer_weighting=h.answer_weighting,
       system_prompt=h.system_prompt,
+      prompt_template=h.get("prompt_template", None),
+      answer_scoring=oc.get("answer_scoring", "official"),
     )
   else:
     raise ValueError(f"config.oracle.kind={kind!r}: must be 'reference', 'openai' or 'hf'")

@@ -10,7 +10,9 @@ One checkpoint holds four items:
     model fields and what it was trained on. Together they restore the anonymizer without the
     data, the reviewer or the optimizer (`anonymax.anonymizer`).
 
-One writer per directory (the trainer); evaluators open it read-only.
+One writer per directory (the trainer); evaluators open it read-only. With several processes
+(`anonymax.distributed`) all of them save together and orbax writes each array once; the
+standalone anonymizer restores in one process whatever number of processes wrote it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,17 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.sharding import SingleDeviceSharding
 
 from anonymax.run_config import scrub_secrets
 
 ITEMS = ("state", "meta", "anonymizer", "anonymizer_config")
+
+
+def _handlers() -> dict[str, ocp.CheckpointHandler]:
+  """Each item's handler, named up front so that a read-only manager can read items' metadata."""
+  arrays, json = ocp.StandardCheckpointHandler, ocp.JsonCheckpointHandler
+  return {"state": arrays(), "meta": json(), "anonymizer": arrays(), "anonymizer_config": json()}
 
 
 def manager(
@@ -40,7 +49,7 @@ def manager(
     # Synchronous saves: the saved step must be on disk before the next step can be killed.
     enable_async_checkpointing=False,
   )
-  return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
+  return ocp.CheckpointManager(directory, options=options, item_handlers=_handlers())
 
 
 def save(
@@ -120,7 +129,9 @@ def restore_anonymizer(
 ) -> tuple[Any, dict[str, Any], int]:
   """(θ, the anonymizer's config, the step) of checkpoint `step` (default: the latest).
 
-  Only the ``anonymizer`` items are read: no training state, no abstract target needed.
+  Only the ``anonymizer`` items are read, without the training state. θ comes back on this
+  process's first device, however many devices and processes saved it (orbax would otherwise
+  restore the saved layout, which names devices that a single evaluator does not have).
 
   Raises:
     FileNotFoundError: there is no checkpoint.
@@ -130,10 +141,15 @@ def restore_anonymizer(
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {mgr.directory}: run launch/train.py first")
   try:
+    saved = mgr.item_metadata(step)["anonymizer"]
+    if saved is None:
+      raise KeyError("anonymizer")
+    here = SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here), saved)
     restored = mgr.restore(
       step,
       args=ocp.args.Composite(
-        anonymizer=ocp.args.StandardRestore(), anonymizer_config=ocp.args.JsonRestore()
+        anonymizer=ocp.args.StandardRestore(target), anonymizer_config=ocp.args.JsonRestore()
       ),
     )
   except (ValueError, KeyError, FileNotFoundError) as e:

@@ -9,7 +9,10 @@ the reference anonymizers, ours), from the same judges and the same black box:
     row's anonymized training visuals; the headline is the strongest judge's cMAP on the
     anonymized evaluation visuals (`privacy_cmap_max`), beside the mean and per-attribute AP.
     The reviewer used in training is never a judge. The chance floor is the cMAP of a random
-    scorer on the same labels, measured.
+    scorer on the same labels, measured. The evaluation visuals are the privacy test sets of
+    `anonymax.privacy_test_sets` (e.g. PA-HMDB51's frames for HMDB51, OK-VQA's annotated test
+    images and VISPR's test split for OK-VQA): every set has its own figures in the row's
+    ``privacy_test_sets``, the first is the headline.
 
 The evaluation split is `config.eval.split` ("test" unless tuning on "validation"). Writes
 `eval.json`, `eval.md`, `tradeoff.png` and `samples.png` in the workdir. Anonymizers are restored
@@ -25,6 +28,7 @@ import os
 import numpy as np
 
 from anonymax import (
+  answer_scoring,
   black_boxes,
   checkpoint,
   eval_report,
@@ -33,14 +37,21 @@ from anonymax import (
   metric_writers,
   metrics,
   privacy_judge,
+  privacy_test_sets,
 )
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import Oracle
 from anonymax.types import STATUS_OK
 
 
-def utility(oracle: Oracle, visuals: np.ndarray, split: Split, batch_size: int = 64) -> dict:
-  """The black box on uint8 visuals: accuracy (%), per question type, mean loss, answers."""
+def utility(
+  oracle: Oracle, visuals: np.ndarray, split: Split, batch_size: int = 64, *, scoring="official"
+) -> dict:
+  """The black box on uint8 visuals: accuracy (%), per question type, mean loss, answers.
+
+  VQA accuracy is `answer_scoring.accuracy` under `scoring` (``config.oracle.answer_scoring``):
+  "official" scores the reply as given, "free_form" the reference answer a sentence states.
+  """
   answers, losses, ok = [], [], []
   for i in range(0, visuals.shape[0], batch_size):
     out = oracle.query(visuals[i : i + batch_size], split.queries[i : i + batch_size])
@@ -54,7 +65,7 @@ def utility(oracle: Oracle, visuals: np.ndarray, split: Split, batch_size: int =
     metric = "action_top1"
   else:
     scores = np.array(
-      [metrics.vqa_accuracy(a, list(q.answers)) for a, q in zip(answers, split.queries)]
+      [answer_scoring.accuracy(a, list(q.answers), scoring) for a, q in zip(answers, split.queries)]
     )
     metric = "vqa_accuracy"
   scores = np.where(ok, scores, 0.0)  # an unanswered question scores 0
@@ -72,20 +83,32 @@ def utility(oracle: Oracle, visuals: np.ndarray, split: Split, batch_size: int =
   }
 
 
-def load_eval_splits(config) -> tuple[Split, Split, Split]:
-  """(utility evaluation split, privacy train split, privacy evaluation split) of a run.
+def load_eval_splits(config) -> tuple[Split, Split, dict[str, Split]]:
+  """(utility evaluation split, privacy train split, {name: privacy test set}) of a run.
 
-  The judges learn from the privacy training split: config.privacy_data's (e.g. VISPR), or the
-  utility dataset's own when the run has one dataset.
+  The black box answers on `config.eval.test_data` when it names a dataset (HMDB51 runs: the
+  PA-HMDB51 clips, as the paper tests them), else on the utility dataset's evaluation split. The
+  judges learn from the privacy training split, config.privacy_data's (e.g. VISPR) or the utility
+  dataset's own when the run has one dataset, and are scored on `anonymax.privacy_test_sets`.
   """
   split = config.eval.get("split", "test")
   if split not in ("test", "validation"):
     raise ValueError(f"config.eval.split={split!r}: must be 'test' or 'validation'")
-  utility_split = experiment.load_split(config, split)
+  test_data = config.eval.get("test_data")
+  if test_data is not None and test_data.get("dataset"):
+    if split != "test":
+      raise ValueError(
+        f"config.eval.split={split!r}: config.eval.test_data names a test set; unset it to "
+        "evaluate on the utility dataset's validation split"
+      )
+    utility_split = privacy_test_sets.load_section(test_data, split)
+  else:
+    utility_split = experiment.load_split(config, split)
   if experiment.has_privacy_data(config):
     p_train = experiment.load_split(config, "train", privacy=True)
-    return utility_split, p_train, experiment.load_split(config, split, privacy=True)
-  return utility_split, experiment.load_split(config, "train"), utility_split
+  else:
+    p_train = experiment.load_split(config, "train")
+  return utility_split, p_train, privacy_test_sets.load(config, split, p_train, utility_split)
 
 
 def judges_of(config) -> tuple[privacy_judge.JudgeSpec, ...]:
@@ -134,6 +157,16 @@ def judges_of(config) -> tuple[privacy_judge.JudgeSpec, ...]:
   return tuple(judges)
 
 
+def _privacy_figures(p: dict, attributes) -> dict:
+  """A row's figures on one test set (`privacy_test_sets.judge`'s, in [0, 1]) as percentages."""
+  return {
+    "privacy_cmap_max": 100.0 * p["cmap_max"],
+    "privacy_cmap_mean": 100.0 * p["cmap_mean"],
+    "per_attribute_ap": {a: 100.0 * float(ap) for a, ap in zip(attributes, p["per_attribute_ap"])},
+    "judges": {name: 100.0 * float(c) for name, c in p["judges"].items()},
+  }
+
+
 def _nan_to_none(tree):
   """NaN (a figure that was not measured) → None, so eval.json stays valid JSON."""
   if isinstance(tree, dict):
@@ -159,12 +192,11 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   if meta_step is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints: run launch/train.py first")
   meta = checkpoint.read_meta(checkpoint.manager(workdir, read_only=True), meta_step)
-  u_split, p_train, p_eval = load_eval_splits(config)
+  u_split, p_train, p_tests = load_eval_splits(config)
   if oracle is None:
     oracle = black_boxes.make_oracle(config, workdir)
   calls_before = oracle.stats.calls
   rows = evaluation_rows.rows_for(config, workdir, has_regions=u_split.regions is not None)
-  same = p_eval is u_split
   # The raw row asks the black box about raw images: fine for a local model, but for a remote
   # service it is opt-in (config.eval.send_raw_to_oracle). The other rows send what they show.
   send_raw = bool(config.eval.get("send_raw_to_oracle", config.oracle.kind != "openai"))
@@ -174,8 +206,12 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     logging.info("evaluating %s", row.name)
     u_visuals = row.anonymize(u_split.visuals, u_split.regions)
     p_train_visuals = row.anonymize(p_train.visuals, p_train.regions)
-    p_eval_visuals = u_visuals if same else row.anonymize(p_eval.visuals, p_eval.regions)
-    judged[row.name] = (p_train_visuals, p_eval_visuals)
+    # A single-dataset run judges the utility split itself: anonymized once, for both.
+    p_test_visuals = {
+      name: u_visuals if s is u_split else row.anonymize(s.visuals, s.regions)
+      for name, s in p_tests.items()
+    }
+    judged[row.name] = (p_train_visuals, p_test_visuals)
     if row.kind == "raw" and not send_raw:
       utilities[row.name] = None  # raw pixels never go to a remote black box unless asked
     else:
@@ -183,11 +219,15 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     shown[row.name] = u_visuals[: config.eval.num_samples_png]
 
   judges = judges_of(config)
-  privacy = privacy_judge.judge_rows(judged, p_train.privacy, p_eval.privacy, judges)
+  test_labels = {name: s.privacy for name, s in p_tests.items()}
+  privacy = privacy_test_sets.judge(judged, p_train.privacy, test_labels, judges)
+  headline = next(iter(p_tests))  # the first test set gives the row's privacy figures
+  attributes = p_train.attribute_names  # every test set's too (privacy_test_sets.load checks)
   metric = "action_top1" if u_split.is_video else "vqa_accuracy"
   table = []
   for row in rows:
-    u, p = utilities[row.name], privacy[row.name]
+    u = utilities[row.name]
+    per_set = {name: _privacy_figures(p, attributes) for name, p in privacy[row.name].items()}
     table.append(
       {
         "name": row.name,
@@ -196,19 +236,18 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
         "utility_loss": None if u is None else u["loss"],
         "utility_failed": 0 if u is None else u["failed"],
         "per_question_type": {} if u is None else u["per_question_type"],
-        "privacy_cmap_max": 100.0 * p["cmap_max"],
-        "privacy_cmap_mean": 100.0 * p["cmap_mean"],
-        "per_attribute_ap": {
-          a: 100.0 * float(ap) for a, ap in zip(p_eval.attribute_names, p["per_attribute_ap"])
-        },
-        "judges": {name: 100.0 * float(c) for name, c in p["judges"].items()},
+        **per_set[headline],
+        "privacy_test_sets": per_set,
       }
     )
   by_name = {r["name"]: r for r in table}
   raw, ours = by_name["raw"], by_name["ours"]
+  chance = {name: privacy[rows[0].name][name]["chance_cmap"] for name in p_tests}
   result = {
     "split": config.eval.get("split", "test"),
-    "chance_cmap": 100.0 * privacy_judge.chance_cmap(p_eval.privacy),
+    "privacy_test_sets": list(p_tests),
+    "chance_cmap": 100.0 * chance[headline],
+    "chance_cmap_by_set": {name: 100.0 * c for name, c in chance.items()},
     "utility": ours["utility"],
     "privacy_cmap": ours["privacy_cmap_max"],
     "raw_utility": raw["utility"],
@@ -221,7 +260,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     "train_skipped": int(meta.get("skipped", 0)),
     "eval_oracle_calls": oracle.stats.calls - calls_before,
     "step": int(meta.get("step", 0)),
-    "attributes": list(p_eval.attribute_names),
+    "attributes": list(attributes),
     "rows": table,
   }
   result["oracle_calls"] = result["train_oracle_calls"] + result["eval_oracle_calls"]
@@ -247,7 +286,7 @@ def write_outputs(workdir, config, result, split, shown, utilities, send_raw) ->
       "(set config.eval.send_raw_to_oracle=True to allow it).\n"
     )
   with open(os.path.join(workdir, "eval.md"), "w") as f:
-    f.write(eval_report.markdown_table(result) + note)
+    f.write(eval_report.markdown_table(result) + note + privacy_test_sets.markdown(result))
   eval_report.tradeoff_figure(os.path.join(workdir, "tradeoff.png"), result)
   n = len(shown["raw"])
   panels = []

@@ -147,7 +147,7 @@ class Experiment:
       self.reviewer_tx,
       self.visual_shape,
     )
-    return state if self.mesh is None else jax.device_put(state, parallel.replicated(self.mesh))
+    return state if self.mesh is None else parallel.replicate(state, self.mesh)
 
   def abstract_state(self):
     """The state's structure, shapes and layout, without computing it (for restoring)."""
@@ -157,7 +157,9 @@ class Experiment:
     """(utility visuals, their example ids, privacy visuals, their labels) of step `step`.
 
     Batch k is a function of (seed, k) alone (`pipeline.batch_indices`), so a resumed run sees
-    the batches an uninterrupted one would; with a mesh the batches are split over its devices.
+    the batches an uninterrupted one would, whatever the number of devices or processes. With a
+    mesh the batches are split over its devices: each process reads only its own rows
+    (`parallel.process_rows`) and places them on its devices (`parallel.global_batch`).
     """
     c = self.config
     u_idx = pipeline.batch_indices(
@@ -166,13 +168,18 @@ class Experiment:
     p_idx = pipeline.batch_indices(
       step, num_examples=len(self.privacy), batch_size=c.privacy_batch_size, seed=c.seed + 1
     )
+    u_idx = u_idx[parallel.process_rows(self.mesh, c.batch_size)]
+    p_idx = p_idx[parallel.process_rows(self.mesh, c.privacy_batch_size)]
     batch = (
       self.utility.visuals[u_idx],
       u_idx.astype(np.int32),
       self.privacy.visuals[p_idx],
       self.privacy.privacy[p_idx],
     )
-    return batch if self.mesh is None else jax.device_put(batch, parallel.batch_sharded(self.mesh))
+    if self.mesh is None:
+      return batch
+    sizes = (c.batch_size,) * 2 + (c.privacy_batch_size,) * 2
+    return parallel.global_batch(self.mesh, batch, sizes)
 
   @functools.cached_property
   def bridge(self) -> OracleBridge:

@@ -8,6 +8,11 @@ the oracle's wait hidden). This module only runs steps:
   2. for each step: maybe restart the reviewer, run the step (handing it the next batch, whose
      perturbed anonymizations it prepares with the update), log every `log_every` steps;
   3. checkpoint every `checkpoint_every` steps, at the end, and when the oracle's budget is spent.
+
+With several processes (`anonymax.distributed`) every process runs this loop on its rows of each
+batch, with a black box of its own (`process_oracle`); they checkpoint together (orbax writes each
+array once) and stop together when any one's budget is spent; only the primary writes
+config.json, metrics.jsonl and TensorBoard events, and shows the progress bar.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from tqdm import tqdm
 
 from anonymax import (
   anonymizer,
+  black_boxes,
   checkpoint,
+  distributed,
   experiment,
   metric_writers,
   reference_anonymizers,
@@ -40,13 +47,32 @@ def check_resumable(config, workdir: str) -> None:
     run_config.check_same_run(config.copy_and_resolve_references(), saved, source=path)
 
 
+def process_oracle(config, workdir: str) -> Oracle | None:
+  """With several processes, this process's own black box (None with one: `experiment` builds
+  it, and for a privacy-only anonymizer, which asks no one).
+
+  Each process scores its own rows of every step (`anonymax.step.process_shards`), so each has
+  its black box: its cache and usage file in `distributed.process_workdir`, its share of every
+  budget (`distributed.divide_budgets`). The primary builds first, so a reference black box is
+  trained once and the others read its cache (give it a `config.oracle.reference.cache_dir` that
+  every host sees).
+  """
+  if jax.process_count() == 1 or config.get("objective") == "privacy_only":
+    return None
+  shared = config.copy_and_resolve_references()
+  shared.oracle = distributed.divide_budgets(shared.oracle, jax.process_count())
+  own_dir = distributed.process_workdir(workdir)
+  return distributed.primary_first(lambda: black_boxes.make_oracle(shared, own_dir), "oracle")
+
+
 def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> TrainState:
   """Trains (resuming from the latest checkpoint in `workdir`) and returns the final state.
 
   Args:
     config: an ml_collections config (see configs/synthetic.py).
     workdir: where checkpoints, metrics.jsonl and config.json go.
-    oracle: the black box; built from `config.oracle` when None (tests pass spies here).
+    oracle: the black box (this process's, with several); built from `config.oracle` when None
+      (tests pass spies here).
 
   Raises:
     ValueError: one line naming a config field that is wrong, or that differs from the run
@@ -55,11 +81,16 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   """
   os.makedirs(workdir, exist_ok=True)
   check_resumable(config, workdir)
+  if oracle is None:  # with several processes, each builds its own here
+    oracle = process_oracle(config, workdir)
   exp = experiment.build(config, workdir=workdir, oracle=oracle)
   config = exp.config
   oracle = exp.oracle if exp.needs_oracle else None  # a privacy-only anonymizer asks no one
+  primary = distributed.is_primary()
   if exp.mesh is not None:
-    logging.info("data parallel over %d devices", exp.mesh.devices.size)
+    logging.info(
+      "data parallel over %d devices of %d processes", exp.mesh.devices.size, jax.process_count()
+    )
 
   # Restore into the state's own layout (replicated over the mesh, if any).
   mgr = checkpoint.manager(workdir)
@@ -68,28 +99,36 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
   if restored is not None:
     state, _ = restored
     logging.info("resumed from step %d", int(state.step))
-  run_config.save(config, workdir)
+  if primary:
+    run_config.save(config, workdir)
   description = anonymizer.model_config(config)
 
   train_step = exp.train_step()
   restart = exp.reviewer_restart()
   # metrics.jsonl, and TensorBoard event files in workdir/tensorboard when tensorboardX is there.
-  writer = metric_writers.make_writer(workdir, tensorboard=config.get("tensorboard", "auto"))
+  # Written by the primary alone; the other processes' writer writes nothing.
+  writer = metric_writers.make_writer(
+    workdir, tensorboard=config.get("tensorboard", "auto") if primary else False, jsonl=primary
+  )
 
   def meta(state):
+    # Every process calls this (checkpoints are collective); the counters are summed over them.
     return {
       "step": int(state.step),
       "oracle_samples": int(state.oracle_samples),
       "skipped": int(state.skipped),
       "oracle": oracle.name if oracle else None,
       "oracle_loss": oracle.loss if oracle else None,
-      "oracle_stats": oracle.stats.as_dict() if oracle else {},
+      "oracle_stats": distributed.sum_over_processes(oracle.stats.as_dict()) if oracle else {},
+      "processes": jax.process_count(),
       "config": config.to_dict(),
     }
 
   total, first = int(config.total_steps), int(state.step)
   num_train = len(exp.utility)
-  bar = tqdm(total=total, initial=first, desc="train", dynamic_ncols=True, disable=None)
+  bar = tqdm(
+    total=total, initial=first, desc="train", dynamic_ncols=True, disable=None if primary else True
+  )
   t_start = time.perf_counter()
   try:
     batch = exp.batch(first) if first < total else None
@@ -115,7 +154,8 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
           calls=scalars["oracle_samples"],
           per_sample=f"{scalars['calls_per_sample']:.1f}",
         )
-      exhausted = oracle is not None and oracle.exhausted
+      # Agreed by every process (each spends its own share), so that all of them stop here.
+      exhausted = oracle is not None and distributed.any_process(oracle.exhausted)
       if done % config.checkpoint_every == 0 or done == total or exhausted:
         checkpoint.save(mgr, done, state, meta(state), description)
       if exhausted:

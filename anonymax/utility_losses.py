@@ -3,7 +3,8 @@
 Every oracle scores its answers with these functions, so one loss name means one formula whatever
 the model behind it (the names are those of `anonymax.types.UTILITY_LOSSES`):
 
-  * ``"vqa"``:    `vqa_loss`, 1 − VQA accuracy of the generated answer.
+  * ``"vqa"``:    `vqa_loss`, 1 − VQA accuracy of the generated answer (official scorer, or the
+                  free-form rule of `anonymax.answer_scoring`).
   * ``"nll"``:    `expected_nll`, −Σ_a w_a ℓ_a / n_a over the reference answers a, with weights from
                   `answer_weights` (log-probabilities floored by `floored_log_probs` where a model
                   answers over a closed vocabulary); `answer_nll` for teacher-forced token log-probs.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from anonymax import metrics
+from anonymax import answer_scoring
 from anonymax.types import Query
 
 # The floor of a closed-vocabulary model's log-probabilities (an answer outside the vocabulary
@@ -34,16 +35,18 @@ LOG_PROB_FLOOR = math.log(1e-6)
 ANSWER_WEIGHTINGS = ("frequency", "most_common")
 
 
-def vqa_loss(prediction: str, answers: list[str]) -> float:
+def vqa_loss(prediction: str, answers: list[str], scoring: str = "official") -> float:
   """The "vqa" utility loss of one generated answer: 1 − VQA accuracy.
 
-  L = 1 − acc(â, {a_i}) with acc the official VQA accuracy (`anonymax.metrics.vqa_accuracy`).
-  Python-level (text in, float out); in [0, 1], ideal 0.
+  L = 1 − acc(â, {a_i}), acc the official VQA accuracy (`anonymax.metrics.vqa_accuracy`) of the
+  answer as given (``scoring="official"``) or of a free-form reply ("free_form":
+  `answer_scoring.free_form_accuracy`, normalised, lemmatised, credited with the reference it
+  states). Python-level (text in, float out); in [0, 1], ideal 0.
 
   Raises:
-    ValueError: as `vqa_accuracy` (e.g. empty `answers`).
+    ValueError: as `vqa_accuracy` (e.g. empty `answers`), or naming an unknown `scoring`.
   """
-  return 1.0 - metrics.vqa_accuracy(prediction, answers)
+  return 1.0 - answer_scoring.accuracy(prediction, answers, scoring)
 
 
 def answer_nll(token_logprobs, mask=None, *, reduction: str = "mean") -> np.ndarray:

@@ -64,6 +64,10 @@ def real_data_config(args: dict, *, default_oracle: str) -> ml_collections.Confi
   c.optim.perturb = "^(mask_out|fill)"
   c.optim.privacy_grad_scale = 10.0
   c.oracle.hf.device = "cuda"
+  # Real MLLMs reply in sentences and OK-VQA's answers are stemmed: a reply is credited with the
+  # reference answer it states, after normalisation and lemmatisation (anonymax/answer_scoring.py).
+  # Each dataset's config sets the prompt templates (anonymax/prompts.py).
+  c.oracle.answer_scoring = "free_form"
   c.batch_size = 8  # 16 black-box calls per step
   c.privacy_batch_size = 16
   c.total_steps = 500

@@ -117,6 +117,9 @@ def build(variants: dict) -> ml_collections.ConfigDict:
   c.oracle.kind = args["oracle"]
   # Chat servers give no teacher-forced likelihood: the openai oracle scores choices by default.
   c.oracle.loss = args["loss"] or ("nll" if c.oracle.kind != "openai" else "choice")
+  # The VQA accuracy of generated answers (the "vqa" loss and evaluation): "official" (the reply
+  # as given) or "free_form" (normalised, lemmatised, containment; anonymax/answer_scoring.py).
+  c.oracle.answer_scoring = "official"
   c.oracle.cache = c.oracle.kind != "reference"  # persistent cache in the workdir for paid oracles
   c.oracle.reference = ml_collections.ConfigDict()
   c.oracle.reference.cache_dir = ml_collections.FieldReference(None, field_type=str)
@@ -144,6 +147,9 @@ def build(variants: dict) -> ml_collections.ConfigDict:
   c.oracle.openai.jpeg_quality = 90
   c.oracle.openai.max_tokens = 16
   c.oracle.openai.top_logprobs = 10
+  # How questions are worded for the black box ({question}, {choices}; anonymax/prompts.py);
+  # None sends them as they are (the reference black box knows them so).
+  c.oracle.openai.prompt_template = ml_collections.FieldReference(None, field_type=str)
   c.oracle.hf = ml_collections.ConfigDict()
   c.oracle.hf.model_path = (args["model"] if c.oracle.kind == "hf" else None) or ""
   c.oracle.hf.device = "cpu"
@@ -152,6 +158,7 @@ def build(variants: dict) -> ml_collections.ConfigDict:
   c.oracle.hf.max_new_tokens = 10
   c.oracle.hf.answer_weighting = "frequency"
   c.oracle.hf.system_prompt = ml_collections.FieldReference(None, field_type=str)
+  c.oracle.hf.prompt_template = ml_collections.FieldReference(None, field_type=str)
 
   # --- Objective and optimizer (anonymax.optim.make_optimizer). ---
   # "utility_and_privacy" (the paper) or "privacy_only" (utility weight 0, no black box).

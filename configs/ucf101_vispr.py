@@ -1,7 +1,9 @@
 r"""The paper's video protocol on UCF101: UCF101 actions for the black box, VISPR for privacy.
 
 As configs/hmdb51_vispr.py (same variants), with UCF101's UCF-101/<Class>/*.avi videos and its
-ucfTrainTestlist/ split files in the manual directory.
+ucfTrainTestlist/ split files in the manual directory. This is the paper's cross-dataset protocol:
+actions are tested on UCF101's test split (split=1|2|3 chooses both halves), privacy on VISPR's
+test split, in VISPR's seven attributes of prior work (attributes=all: all 67).
 
   python launch/train.py --config=configs/ucf101_vispr.py:model=/models/Video-LLaVA-7B-hf \
       --workdir=workdirs/ucf101_vispr

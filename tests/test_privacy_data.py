@@ -9,7 +9,6 @@ import pytest
 from anonymax import evaluate, experiment, privacy_judge, run_config, train
 from anonymax.black_boxes import make_oracle
 from anonymax.configs import okvqa, synthetic
-from anonymax.data import vispr
 from anonymax.data.pipeline import Split
 from anonymax.step import pipelined
 from tests.test_train import SpyOracle
@@ -105,14 +104,17 @@ def test_the_reference_oracle_refuses_real_data():
 
 
 def test_video_config_reads_hmdb51_clips_and_vispr_images(tmp_path):
-  """configs/hmdb51_vispr.py's data sections reach the real loaders: clips for the black box,
-  VISPR images with the seven attributes for privacy, from one manual directory."""
+  """configs/hmdb51_vispr.py's data sections reach the real loaders: clips for the black box
+  (without PA-HMDB51's videos, its test set), VISPR images in PA-HMDB51's five attributes for
+  privacy, from one manual directory."""
   from anonymax.configs import hmdb51_vispr, ucf101_vispr
-  from tests.data import test_hmdb51, test_vispr
+  from anonymax.data import pa_hmdb51
+  from tests.data import test_hmdb51, test_pa_hmdb51, test_vispr
 
   manual = tmp_path / "tfds" / "downloads" / "manual"
   manual.mkdir(parents=True)
   test_hmdb51.write_hmdb51(str(manual))
+  test_pa_hmdb51.write_pa_hmdb51(str(manual))
   test_vispr.write_release(manual)
   c = hmdb51_vispr.get_config("model=/models/video-llava,split=2")
   c.data.data_dir = str(tmp_path / "tfds")
@@ -121,11 +123,15 @@ def test_video_config_reads_hmdb51_clips_and_vispr_images(tmp_path):
   privacy_train = experiment.load_split(c, "train", privacy=True)
   privacy_test = experiment.load_split(c, "test", privacy=True)
   assert utility_train.visuals.shape[1:] == (4, 16, 16, 3) and utility_train.is_video
-  want = test_hmdb51.expected("train", 2)
+  want = [
+    (v, cls)
+    for v, cls in test_hmdb51.expected("train", 2)
+    if f"{cls}/{test_hmdb51.ALL[v][1]}" not in test_pa_hmdb51.LABELS
+  ]
   assert [utility_train.class_names[i] for i in utility_train.labels] == [cls for _, cls in want]
   assert utility_train.queries[0].choices  # multiple choice over the class names
   assert privacy_train.visuals.shape[1:] == (16, 16, 3)
-  assert privacy_train.attribute_names == vispr.PAPER_ATTRIBUTES
+  assert privacy_train.attribute_names == pa_hmdb51.ATTRIBUTES
   assert len(privacy_test) == len(test_vispr.TEST)
   assert ucf101_vispr.get_config().data.dataset == "ucf101"
   with pytest.raises(ValueError, match="split='4'"):

@@ -1,17 +1,20 @@
 """configs/okvqa.py from the launchers, as a user runs it: OK-VQA questions for the black box,
-VISPR images for privacy, both read from one manual directory in the real file formats, and the
-black box behind the `openai` client (a local OpenAI-compatible server on 127.0.0.1)."""
+VISPR images for privacy, both read from one manual directory in the real file formats (with the
+paper's OK-VQA privacy annotation), and the black box behind the `openai` client (a local
+OpenAI-compatible server on 127.0.0.1)."""
 
 import json
 import os
 
+import numpy as np
 import pytest
 
+from anonymax import privacy_judge
 from anonymax.black_boxes import reference_oracle
-from anonymax.data import vispr
+from anonymax.data import okvqa_privacy, vispr
 from anonymax.oracles.server import serve
 from configs import synthetic
-from tests.data import test_okvqa, test_vispr
+from tests.data import test_okvqa, test_okvqa_privacy, test_vispr
 from tests.test_end_to_end import ROOT, run_launchers
 
 KEY = "sk-test-not-a-real-key"
@@ -34,6 +37,7 @@ def _manual_dir(root):
   test_okvqa.write_split(manual, "train", test_okvqa.TRAIN)
   test_okvqa.write_split(manual, "test", test_okvqa.TEST)
   test_vispr.write_release(manual)
+  test_okvqa_privacy.write_annotation(manual / okvqa_privacy.ANNOTATION_FILE)
   return manual
 
 
@@ -90,5 +94,16 @@ def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
   assert result["raw_utility"] is None  # not sent: a remote black box sees anonymized pixels only
   assert result["attributes"] == list(vispr.PAPER_ATTRIBUTES)
   assert 0.0 <= result["privacy_cmap"] <= 100.0
+  # Privacy on Table 3's two test sets, the annotated OK-VQA test images first (the headline).
+  # The people categories' one test image has positives only, so every ranking of it has AP 1.
+  assert result["privacy_test_sets"] == ["okvqa", "vispr"]
+  vispr_chance = 100.0 * privacy_judge.chance_cmap(np.array(test_vispr.PAPER_TEST, np.float32))
+  assert result["chance_cmap_by_set"] == {"okvqa": 100.0, "vispr": pytest.approx(vispr_chance)}
+  assert result["chance_cmap"] == 100.0
+  for row in result["rows"]:
+    okvqa_figures, vispr_figures = (row["privacy_test_sets"][s] for s in ("okvqa", "vispr"))
+    assert row["privacy_cmap_max"] == okvqa_figures["privacy_cmap_max"] == 100.0
+    assert 0.0 <= vispr_figures["privacy_cmap_max"] <= 100.0
+  assert "| ours | 100.0 |" in (tmp_path / "w" / "eval.md").read_text()
   saved = (tmp_path / "w" / "config.json").read_text()
   assert KEY not in saved and '"vispr"' in saved and '"okvqa"' in saved

@@ -28,7 +28,10 @@ The knowledge categories are the ``question_type`` words of the annotations (`CA
 config may keep only some of them (e.g. ``("four", "seven")``: Sports and Recreation, People and
 Everyday Life).
 
-OK-VQA has no privacy labels: `load_split` returns ``privacy`` of shape [N, 0] and ``labels`` -1.
+OK-VQA has no privacy labels of its own: `load_split` returns ``privacy`` of shape [N, 0] unless
+it is given the paper's privacy annotation of the test images (``privacy_annotations=``, read by
+`okvqa_privacy`; then [N, P] in the order of the VISPR attribute set ``attributes``). ``labels``
+are -1; ``question_types`` are the question_type words.
 
 `AnonymaxOkvqa` is the TFDS builder (array_record files, no TensorFlow needed to build or read):
 images are decoded with Pillow and centre-cropped to S×S (`imaging.load_image`) at build time.
@@ -45,7 +48,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from anonymax.data import imaging
+from anonymax.data import imaging, okvqa_privacy, vispr
 from anonymax.data.builder import ArrayRecordBuilder
 from anonymax.data.records import Split, read_records, text
 from anonymax.types import Query
@@ -351,6 +354,9 @@ def load_split(
   image_size: int = 224,
   categories: tuple[str, ...] = (),
   num_examples: int | None = None,
+  privacy_annotations: str | None = None,
+  attributes: str = "paper",
+  unique_images: bool = False,
 ) -> Split:
   """One OK-VQA split in memory, building the TFDS dataset from the manual dir first if missing.
 
@@ -363,11 +369,23 @@ def load_split(
     image_size: side S of the centre-cropped images.
     categories: question_type words to keep (see `CATEGORIES`); empty keeps all.
     num_examples: keep only the first N questions (question_id order) of the (sliced) split.
+    privacy_annotations: the privacy annotation file (`okvqa_privacy`); a relative path is
+      relative to the manual dir (e.g. `okvqa_privacy.ANNOTATION_FILE`). None: no privacy labels.
+      Every image of the split must be annotated (a missing one is an error naming the file).
+    attributes: the VISPR attribute set of the labels ("paper", "all" or "pa_hmdb51"), as the
+      run's VISPR split has it, so that judges trained there are scored on the same columns.
+    unique_images: keep one example per image (its first question), e.g. to judge privacy on
+      each image once however many questions it has.
 
   Returns:
-    A `Split`: visuals uint8 [N, S, S, 3], privacy float32 [N, 0] (OK-VQA has no privacy
-    labels), queries ``Query(question, ten answers)``, labels -1, no attribute or class names.
+    A `Split`: visuals uint8 [N, S, S, 3], privacy float32 [N, P] (P = 0 without annotation),
+    queries ``Query(question, ten answers)``, labels -1, attribute_names the set's names (none
+    without annotation), question_types the question_type words.
   """
+  if not isinstance(unique_images, bool):
+    raise ValueError(f"unique_images={unique_images!r}: must be True or False")
+  if attributes not in vispr.ATTRIBUTE_SETS:
+    raise ValueError(f"attributes={attributes!r}: must be one of {tuple(vispr.ATTRIBUTE_SETS)}")
   config = make_config(image_size=image_size, categories=categories)
   records = read_records(
     AnonymaxOkvqa.name,
@@ -377,15 +395,48 @@ def load_split(
     manual_dir=manual_dir,
     num_examples=num_examples,
   )
+  if unique_images:
+    first = {int(r["image_id"]): r for r in reversed(records)}  # question_id order: first wins
+    records = [r for r in records if first[int(r["image_id"])] is r]
   n = len(records)
   s = config.image_size
   visuals = np.stack([r["image"] for r in records]) if records else np.zeros((0, s, s, 3), np.uint8)
   queries = [Query(text(r["question"]), tuple(text(a) for a in r["answers"])) for r in records]
+  names, privacy = (), np.zeros((n, 0), np.float32)
+  if privacy_annotations is not None:
+    path = _annotation_path(privacy_annotations, manual_dir, data_dir, config)
+    names = vispr.ATTRIBUTE_SETS[attributes]
+    privacy = _privacy_of(
+      records, okvqa_privacy.read_annotations(path, attributes), path, len(names)
+    )
   return Split(
     visuals=visuals,
-    privacy=np.zeros((n, 0), np.float32),
+    privacy=privacy,
     queries=queries,
     labels=np.full(n, -1, np.int32),
-    attribute_names=(),
+    attribute_names=names,
     class_names=(),
+    question_types=tuple(text(r["question_type"]) for r in records),
   )
+
+
+def _annotation_path(name, manual_dir, data_dir, config) -> str:
+  """`name` itself if absolute, else inside the manual dir (given, or TFDS's default one)."""
+  if os.path.isabs(name):
+    return os.fspath(name)
+  if manual_dir is None:
+    root = AnonymaxOkvqa(config=config, data_dir=data_dir).data_dir_root
+    manual_dir = os.path.join(root, "downloads", "manual")
+  return os.path.join(os.fspath(manual_dir), name)
+
+
+def _privacy_of(records, labels: dict, path: str, num_attributes: int) -> np.ndarray:
+  """float32 [N, P]: each record's image's labels; an unannotated image is an error."""
+  missing = sorted({int(r["image_id"]) for r in records} - set(labels))
+  if missing:
+    raise ValueError(
+      f"{path}: {len(missing)} image(s) of the split are not annotated, e.g. image id "
+      f"{missing[0]} (the OK-VQA privacy annotation must cover every image judged)"
+    )
+  out = [labels[int(r["image_id"])] for r in records]
+  return np.array(out, np.float32).reshape(len(records), num_attributes)

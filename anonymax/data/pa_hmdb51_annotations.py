@@ -29,6 +29,9 @@ sampled frames (`action_videos.sample_indices`), an attribute is present in a cl
 frames lies in a span with v ≠ 0. A frame in no span counts as 0 (some spans start at frame 1),
 except after an attribute's last annotated frame, where it takes that frame's value: decoders may
 count a frame more than the annotation tool did.
+
+Which VISPR attributes these five stand for (so that judges trained on VISPR can be scored here)
+is `anonymax.data.vispr.PA_HMDB51_ATTRIBUTES`, the one place that mapping is written.
 """
 
 from __future__ import annotations

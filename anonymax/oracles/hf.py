@@ -15,7 +15,11 @@ q_i, s_<t) is the teacher-forced log-likelihood of a continuation s after the pr
   * ``"choice"``: −log softmax_c(ℓ(c))[c*] over the options c of `Query.choices` (whole option
                   sequences, not first tokens), c* the most common reference answer among them;
                   `majority_choice` and `floored_choice_nll` (no floor).
-  * ``"vqa"``:    1 − VQA accuracy of the greedy answer (≤ `max_new_tokens` tokens); `vqa_loss`.
+  * ``"vqa"``:    1 − VQA accuracy of the greedy answer (≤ `max_new_tokens` tokens), official or
+                  free-form (`anonymax.answer_scoring`); `vqa_loss`.
+
+The question reaches the model through `prompt_template` (`anonymax.prompts`: e.g. LLaVA-1.5's
+short-answer instruction); a query it cannot render (``{choices}`` without options) is invalid.
 
 A continuation follows the rendered prompt after a space unless the prompt already ends in
 whitespace; its tokens are those of prompt + continuation beyond the prompt's own tokens.
@@ -43,7 +47,8 @@ from transformers import (
   AutoTokenizer,
 )
 
-from anonymax import utility_losses
+from anonymax import prompts, utility_losses
+from anonymax.answer_scoring import check_scoring
 from anonymax.oracles.base import (
   STATUS_FAILED,
   STATUS_INVALID,
@@ -167,6 +172,8 @@ class HFOracle(Oracle):
     answer_weighting: str = "frequency",
     nll_reduction: str = "mean",
     system_prompt: str | None = None,
+    prompt_template: str | None = None,
+    answer_scoring: str = "official",
   ):
     """Loads the model and processor from `model_path`.
 
@@ -182,6 +189,9 @@ class HFOracle(Oracle):
       answer_weighting: "frequency" or "most_common" (the "nll" loss).
       nll_reduction: "mean" (per answer token) or "sum" (the "nll" loss).
       system_prompt: optional system message put before every question.
+      prompt_template: how each question is worded for the model (`anonymax.prompts`); None
+        sends it as it is.
+      answer_scoring: "official" or "free_form", the VQA accuracy of the "vqa" loss.
 
     Raises:
       ValueError: a missing/unloadable model path or a bad setting, naming it.
@@ -195,6 +205,8 @@ class HFOracle(Oracle):
       raise ValueError(
         f"oracle.hf.nll_reduction={nll_reduction!r}: must be one of {NLL_REDUCTIONS}"
       )
+    self.template = prompts.PromptTemplate.parse(prompt_template, "oracle.hf.prompt_template")
+    self.answer_scoring = check_scoring(answer_scoring)
     if batch_size < 1 or max_new_tokens < 1:
       raise ValueError(
         f"oracle.hf.batch_size={batch_size}, max_new_tokens={max_new_tokens}: need >= 1"
@@ -215,11 +227,13 @@ class HFOracle(Oracle):
     details = {
       "nll": f"nll-{answer_weighting}-{nll_reduction}",
       "choice": "choice",
-      "vqa": f"vqa-greedy{max_new_tokens}",
+      "vqa": f"vqa-greedy{max_new_tokens}" + ("" if answer_scoring == "official" else "-free_form"),
     }[loss]
     name = f"hf:{os.path.basename(path)}:{details}:{str(self.dtype).removeprefix('torch.')}"
     if system_prompt:
       name += ":sys-" + hashlib.sha256(system_prompt.encode()).hexdigest()[:8]
+    if self.template.text is not None:
+      name += ":prompt-" + self.template.signature  # answers to other wordings must not mix
     super().__init__(name=name, loss=loss)
     try:
       self.model = AutoModelForImageTextToText.from_pretrained(
@@ -405,28 +419,29 @@ class HFOracle(Oracle):
       log.warning("%s: visuals %s for %d queries, want %s", self.name, visuals.shape, n, want)
       return OracleOutput.failed(n, STATUS_INVALID)
     vis = self._to_model_visuals(visuals)
-    prompts = [self._render(q.prompt) for q in queries]
+    texts = prompts.render_each(self.template, queries)
+    prompt_of = {i: self._render(t) for i, t in enumerate(texts) if t is not None}
     losses = np.zeros(n, np.float32)
-    status = np.full(n, STATUS_OK, np.int32)
+    status = np.array([STATUS_OK if i in prompt_of else STATUS_INVALID for i in range(n)], np.int32)
     answers = [""] * n
 
     if self.loss == "vqa":
-      texts = self._chunked(self._generate, list(enumerate(prompts)), vis)
-      for i, (q, text) in enumerate(zip(queries, texts, strict=True)):
+      replies = self._chunked(self._generate, list(prompt_of.items()), vis)
+      for i, text in zip(prompt_of, replies, strict=True):
         if text is _FAILED or text is None:
           status[i] = STATUS_FAILED if text is _FAILED else STATUS_INVALID
         else:
           answers[i] = text
-          losses[i] = utility_losses.vqa_loss(text, list(q.answers))
+          losses[i] = utility_losses.vqa_loss(text, list(queries[i].answers), self.answer_scoring)
       return OracleOutput(losses, status, answers)
 
     # "nll" and "choice": one row (sample, prompt, continuation) per weighted continuation.
     rows, weights, targets = [], [], []
     for i, q in enumerate(queries):
-      cont, w, target = self._continuations(q)
+      cont, w, target = self._continuations(q) if i in prompt_of else ([], [], -1)
       if not cont:
-        status[i] = STATUS_INVALID  # e.g. no option of `choices` is a reference answer
-      rows += [(i, prompts[i], c) for c in cont]
+        status[i] = STATUS_INVALID  # unrenderable, or e.g. no option of `choices` is an answer
+      rows += [(i, prompt_of[i], c) for c in cont]
       weights.append(w)
       targets.append(target)
     lls = self._chunked(self._loglik, rows, vis)

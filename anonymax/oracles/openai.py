@@ -13,8 +13,8 @@ gets `STATUS_FAILED`; an answer that came back but cannot be scored (no text, no
 correct option missing from the choices) gets `STATUS_INVALID`. Neither raises.
 
 Utility losses and which servers support them:
-  * ``"vqa"``    L = 1 − VQA-accuracy(answer text, `Query.answers`) (`utility_losses.vqa_loss`).
-    Every chat model.
+  * ``"vqa"``    L = 1 − VQA-accuracy(answer text, `Query.answers`) (`utility_losses.vqa_loss`;
+    official or free-form, `answer_scoring`). Every chat model.
   * ``"choice"`` L = −log( m_c / Σ_o m_o ), where m_o is the probability mass, among the first
     answer token's `top_logprobs`, of the tokens that begin option o (a token that begins several
     options shares its mass equally among them), floored at exp(`floor_logprob`); c is the correct
@@ -23,6 +23,10 @@ Utility losses and which servers support them:
     `logprobs`/`top_logprobs`: OpenAI GPT-4o/4.1 family, vLLM, llama.cpp server; not the o-series
     reasoning models nor deployments that disable log-probs.
   * ``"nll"``    not supported: chat completions cannot score a given (teacher-forced) answer.
+
+The first text part is the question worded by `prompt_template` (`anonymax.prompts`); "choice"
+adds the options in a text part after the visuals unless the template lists them already. A query
+the template cannot render is `STATUS_INVALID`, and no request is sent for it.
 
 Secrets: the API key is read once from the environment (`api_key_env`) and lives only inside the
 client. It never appears in `repr`, logs, `stats`, the usage file or an exception raised here.
@@ -50,7 +54,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import openai
 
-from anonymax import utility_losses
+from anonymax import prompts, utility_losses
+from anonymax.answer_scoring import check_scoring
 from anonymax.oracles.base import (
   STATUS_FAILED,
   STATUS_INVALID,
@@ -152,6 +157,8 @@ class OpenAIOracle(Oracle):
     budget_cost: float | None = None,
     prices: Mapping | Sequence[float] | None = None,
     usage_path: str | None = None,
+    prompt_template: str | None = None,
+    answer_scoring: str = "official",
   ):
     """Validates the settings and reads the API key; sends nothing yet.
 
@@ -174,6 +181,8 @@ class OpenAIOracle(Oracle):
       budget_calls, budget_tokens, budget_cost: spending limits (None = unlimited).
       prices: per 1M tokens, {"input": x, "output": y}, or (x, y), or {model: {...}} per model.
       usage_path: where usage/cost JSON is written after each batch (None = not written).
+      prompt_template: how each question is worded (`anonymax.prompts`); None sends it as is.
+      answer_scoring: "official" or "free_form", the VQA accuracy of the "vqa" loss.
     """
     if loss == "nll":
       raise ValueError(
@@ -197,6 +206,8 @@ class OpenAIOracle(Oracle):
       raise ValueError(f"timeout={timeout}: must be > 0 seconds")
     if loss == "choice" and not 1 <= top_logprobs <= 20:
       raise ValueError(f"top_logprobs={top_logprobs}: must be in [1, 20]")
+    self.template = prompts.PromptTemplate.parse(prompt_template, "oracle.openai.prompt_template")
+    self.answer_scoring = check_scoring(answer_scoring)
     self.budget = Budget(calls=budget_calls, tokens=budget_tokens, cost=budget_cost)
     self.prices = Prices.parse(prices, model)
     key = os.environ.get(api_key_env, "")
@@ -244,6 +255,10 @@ class OpenAIOracle(Oracle):
       sig += f"@{self.jpeg_quality}"
     if self.loss == "choice":
       sig += f";top_logprobs={self.top_logprobs};floor={self.floor_logprob}"
+    if self.template.text is not None:
+      sig += f";prompt={self.template.signature}"
+    if self.loss == "vqa" and self.answer_scoring != "official":
+      sig += f";scoring={self.answer_scoring}"  # the cache stores losses
     return sig
 
   @property
@@ -286,10 +301,10 @@ class OpenAIOracle(Oracle):
 
   # --- requests.
 
-  def _messages(self, query: Query, urls: list[str]) -> list[dict]:
-    content: list[dict] = [{"type": "text", "text": query.prompt}]
+  def _messages(self, text: str, query: Query, urls: list[str]) -> list[dict]:
+    content: list[dict] = [{"type": "text", "text": text}]
     content += [{"type": "image_url", "image_url": {"url": u, "detail": self.detail}} for u in urls]
-    if self.loss == "choice":
+    if self.loss == "choice" and not self.template.lists_choices:
       # The options go after the visuals, in their own text part, so that the question stays the
       # user's exact text (servers that key on the prompt, like ours in tests, see it unchanged).
       content.append(
@@ -300,10 +315,10 @@ class OpenAIOracle(Oracle):
       )
     return [{"role": "user", "content": content}]
 
-  def _request(self, query: Query, urls: list[str]) -> dict:
+  def _request(self, text: str, query: Query, urls: list[str]) -> dict:
     kwargs = dict(
       model=self.name,
-      messages=self._messages(query, urls),
+      messages=self._messages(text, query, urls),
       temperature=0.0,
       max_tokens=self.max_tokens,
     )
@@ -330,7 +345,8 @@ class OpenAIOracle(Oracle):
     if not isinstance(text, str):
       return 0.0, STATUS_INVALID, ""
     if self.loss == "vqa":
-      return float(utility_losses.vqa_loss(text, list(query.answers))), STATUS_OK, text
+      loss = utility_losses.vqa_loss(text, list(query.answers), self.answer_scoring)
+      return float(loss), STATUS_OK, text
     correct = utility_losses.correct_choice(query)
     if correct is None:
       log.warning("choice loss: no reference answer %r is among the query's choices", query.answers)
@@ -354,10 +370,11 @@ class OpenAIOracle(Oracle):
 
   async def _one(self, visual: np.ndarray, query: Query) -> tuple[float, int, str]:
     """One sample with retries; runs on the oracle's loop, so counters need no lock."""
-    if self.loss == "choice" and not query.choices:
+    text = prompts.render_each(self.template, [query])[0]
+    if text is None or self.loss == "choice" and not query.choices:
       return 0.0, STATUS_INVALID, ""
     urls = visual_data_urls(visual, self.image_format, self.jpeg_quality)
-    kwargs = self._request(query, urls)
+    kwargs = self._request(text, query, urls)
     status = STATUS_FAILED
     async with self._semaphore:
       for attempt in range(self.max_retries + 1):

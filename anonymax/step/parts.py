@@ -21,8 +21,9 @@ def to_unit(visuals: jax.Array) -> jax.Array:
   return visuals.astype(jnp.float32) / 255.0
 
 
-def anonymize_all(anonymizer, param_sets, x: jax.Array) -> jax.Array:
-  """f_A(x; θ_i) for every parameter set i, as one batch [S·B, ...] (set-major).
+def anonymize_all(anonymizer, param_sets, x: jax.Array, *, stacked: bool = False) -> jax.Array:
+  """f_A(x; θ_i) for every parameter set i, as one batch [S·B, ...] (set-major), or [S, B, ...]
+  when `stacked` (B split over devices stays split: merging it with S would gather it).
 
   Args:
     anonymizer: the anonymizer module f_A.
@@ -41,6 +42,8 @@ def anonymize_all(anonymizer, param_sets, x: jax.Array) -> jax.Array:
     for i in range(num_sets)
   ]
   out = jnp.stack(outs)  # [S, B, ...]
+  if stacked:
+    return out
   return out.reshape((num_sets * x.shape[0], *out.shape[2:]))
 
 

@@ -38,6 +38,7 @@ from jax.flatten_util import ravel_pytree
 from anonymax import parallel
 from anonymax.oracles.bridge import OracleBridge
 from anonymax.step import parts
+from anonymax.step.process_shards import ProcessShards
 from anonymax.step.state import TrainState, flat_parameters, step_key
 
 # The fields of the state that `combine` updates; the reviewer's are updated by `privacy`.
@@ -69,10 +70,14 @@ class PipelinedStep:
   state and these very visuals.
   """
 
-  def __init__(self, perturb, send, privacy, combine, combine_perturb, bridge: OracleBridge):
+  def __init__(
+    self, perturb, send, privacy, combine, combine_perturb, bridge: OracleBridge, receive=None
+  ):
     self.perturb, self.send, self.privacy = perturb, send, privacy
     self.combine, self.combine_perturb = combine, combine_perturb
     self.bridge = bridge
+    # The answers of `send`: the bridge's, or with several processes every process's rows.
+    self.receive = bridge.receive if receive is None else receive
     self._prepared: Prepared | None = None
 
   @staticmethod
@@ -112,7 +117,7 @@ class PipelinedStep:
     l_privacy, h, reviewer_vars, reviewer_opt_state, bce = self.privacy(
       state.params, state.reviewer_vars, state.reviewer_opt_state, p_visuals, p_labels
     )
-    answers = self.bridge.receive()
+    answers = self.receive()
     # `combine` takes and returns only the fields it changes: every array passed to a jitted
     # call costs dispatch time, and this call is on the serial path.
     fields = {f: getattr(state, f) for f in UPDATED_FIELDS}
@@ -142,16 +147,21 @@ def make_train_step(
   """The pipelined step of `anonymax.step.reference.make_reference_step`'s arguments.
 
   With a `mesh` (anonymax.parallel) the batches arrive split over its devices and the state
-  replicated; the perturbed anonymizations are gathered before the one oracle call.
+  replicated; the perturbed anonymizations are gathered before the one oracle call. When the mesh
+  spans several processes, each process scores its own rows instead (`process_shards`).
   """
   estimator = optimizer.estimator
   num_sets = estimator.num_evaluations
+  shards = ProcessShards(bridge, mesh, num_sets) if parallel.spans_processes(mesh) else None
 
   def perturb_part(params, opt_state, zo_state, rng, step, u_visuals):
     c_k = optimizer.perturbation_scale(opt_state)
     param_sets, asked = estimator.ask(step_key(rng, step), params, zo_state, scale=c_k)
-    anonymized = parts.anonymize_all(anonymizer, param_sets, parts.to_unit(u_visuals))
-    if mesh is not None:  # one call for the whole batch: gather the devices' shares first
+    x = parts.to_unit(u_visuals)
+    anonymized = parts.anonymize_all(anonymizer, param_sets, x, stacked=shards is not None)
+    if shards is not None:  # one call per process, for its rows: nothing is gathered
+      anonymized = shards.layout(anonymized)
+    elif mesh is not None:  # one call for the whole batch: gather the devices' shares first
       anonymized = jax.lax.with_sharding_constraint(anonymized, parallel.replicated(mesh))
     return anonymized, asked, c_k
 
@@ -176,7 +186,8 @@ def make_train_step(
 
   def combine(fields, asked, c_k, raw_answers, l_privacy, h, bce):
     """The `UPDATED_FIELDS` of the step-k state → those of step k + 1, and the metrics."""
-    answers = parts.per_set_losses(*raw_answers, num_sets)
+    # Flat [S·B] (several processes hand over [S, B]), set-major either way.
+    answers = parts.per_set_losses(*(jnp.reshape(a, (-1,)) for a in raw_answers), num_sets)
     g_hat_tree, zo_state = estimator.tell(fields["zo_state"], answers.losses, asked)
     g_hat = flat_parameters(g_hat_tree)
     params, unflatten = ravel_pytree(fields["params"])
@@ -228,9 +239,10 @@ def make_train_step(
 
   return PipelinedStep(
     perturb=jax.jit(perturb_part),
-    send=jax.jit(send_part),
+    send=jax.jit(send_part) if shards is None else shards.send,
     privacy=jax.jit(privacy_part),
     combine=jax.jit(combine, donate_argnums=(0,)),
     combine_perturb=jax.jit(combine_perturb, donate_argnums=(0,)),
     bridge=bridge,
+    receive=None if shards is None else shards.receive,
   )

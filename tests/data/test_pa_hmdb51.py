@@ -127,6 +127,38 @@ def test_pipeline_dispatch_test_only_and_subset(manual, data_dir):
   assert load(manual, data_dir, num_examples=2).privacy.tolist() == [EXPECTED[A], EXPECTED[C]]
 
 
+# Each sampled frame's own label (frames above; a frame past an attribute's last span takes its
+# last annotated frame's value), by hand; a clip's label is their union (EXPECTED).
+FRAME_LABELS = {
+  A: [[1, 0, 1, 0, 0], [1, 1, 1, 0, 0], [1, 0, 1, 0, 0], [1, 0, 1, 0, 0]],  # face on frame 3 only
+  B: [[0, 1, 0, 1, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1]],  # 0 1 1 2
+  C: [[1, 0, 1, 0, 0], [1, 0, 1, 0, 0], [1, 0, 1, 0, 0], [1, 1, 1, 0, 0]],  # frame 7 → 6: face
+}
+
+
+def test_frames_view_has_frame_level_labels(manual, data_dir):
+  clips = load(manual, data_dir)
+  frames = load(manual, data_dir, frames=True)
+  names = [A, B, C]
+  assert frames.visuals.shape == (3 * T, S, S, 3) and not frames.is_video
+  np.testing.assert_array_equal(frames.visuals, clips.visuals.reshape(3 * T, S, S, 3))
+  assert frames.privacy.tolist() == [row for n in names for row in FRAME_LABELS[n]]
+  for n in names:  # the clip label is the union of its frames'
+    assert np.max(FRAME_LABELS[n], axis=0).tolist() == EXPECTED[n]
+  assert frames.labels.tolist() == [0] * 8 + [33] * 4
+  assert frames.queries[:T] == [clips.queries[0]] * T
+  assert frames.attribute_names == pa_hmdb51.ATTRIBUTES
+  sliced = load(manual, data_dir, "test[2:]", frames=True)
+  assert sliced.privacy.tolist() == FRAME_LABELS[C]
+  via = pipeline.load_split(
+    "pa_hmdb51", "test", data_dir=data_dir, manual_dir=manual, clip_length=T, image_size=S,
+    frames=True,
+  )  # fmt: skip
+  np.testing.assert_array_equal(via.privacy, frames.privacy)
+  with pytest.raises(ValueError, match=r"^frames='yes': must be True or False$"):
+    load(manual, data_dir, frames="yes")
+
+
 @pytest.fixture()
 def broken(manual, tmp_path):
   """A writable copy of the fixture to break."""

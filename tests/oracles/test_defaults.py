@@ -49,6 +49,8 @@ OPENAI = {
   "budget_tokens": "oracle.openai.budget_tokens",
   "budget_cost": "oracle.openai.budget_cost",
   "prices": "oracle.openai.prices",
+  "prompt_template": "oracle.openai.prompt_template",
+  "answer_scoring": "oracle.answer_scoring",
 }
 OPENAI_UNSET = {"client_max_retries", "backoff", "max_backoff", "floor_logprob", "usage_path"}
 
@@ -60,6 +62,8 @@ HF = {
   "max_new_tokens": "oracle.hf.max_new_tokens",
   "answer_weighting": "oracle.hf.answer_weighting",
   "system_prompt": "oracle.hf.system_prompt",
+  "prompt_template": "oracle.hf.prompt_template",
+  "answer_scoring": "oracle.answer_scoring",
 }
 HF_UNSET = {"video", "nll_reduction"}
 
