@@ -38,6 +38,7 @@ from anonymax import (
   metrics,
   privacy_judge,
   privacy_test_sets,
+  prompts,
 )
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import Oracle
@@ -200,6 +201,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   # The raw row asks the black box about raw images: fine for a local model, but for a remote
   # service it is opt-in (config.eval.send_raw_to_oracle). The other rows send what they show.
   send_raw = bool(config.eval.get("send_raw_to_oracle", config.oracle.kind != "openai"))
+  scoring = config.oracle.get("answer_scoring", "official")  # configs before the field: official
 
   utilities, judged, shown = {}, {}, {}
   for row in rows:
@@ -215,7 +217,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     if row.kind == "raw" and not send_raw:
       utilities[row.name] = None  # raw pixels never go to a remote black box unless asked
     else:
-      utilities[row.name] = utility(oracle, u_visuals, u_split)
+      utilities[row.name] = utility(oracle, u_visuals, u_split, scoring=scoring)
     shown[row.name] = u_visuals[: config.eval.num_samples_png]
 
   judges = judges_of(config)
@@ -246,6 +248,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
   result = {
     "split": config.eval.get("split", "test"),
     "privacy_test_sets": list(p_tests),
+    "prompt": prompts.eval_record(config, u_split.queries[0] if u_split.queries else None),
     "chance_cmap": 100.0 * chance[headline],
     "chance_cmap_by_set": {name: 100.0 * c for name, c in chance.items()},
     "utility": ours["utility"],
@@ -298,5 +301,5 @@ def write_outputs(workdir, config, result, split, shown, utilities, send_raw) ->
     if name in shown:
       answers = utilities[name]["answers"] if utilities.get(name) else ["(not sent)"] * n
       panels.append((name, shown[name], answers))
-  prompts = [q.prompt for q in split.queries[:n]]
-  eval_report.samples_figure(os.path.join(workdir, "samples.png"), panels, prompts, n=n)
+  questions = [q.prompt for q in split.queries[:n]]
+  eval_report.samples_figure(os.path.join(workdir, "samples.png"), panels, questions, n=n)

@@ -9,13 +9,13 @@ import os
 import numpy as np
 import pytest
 
-from anonymax import privacy_judge
+from anonymax import privacy_judge, prompts
 from anonymax.black_boxes import reference_oracle
 from anonymax.data import okvqa_privacy, vispr
 from anonymax.oracles.server import serve
 from configs import synthetic
 from tests.data import test_okvqa, test_okvqa_privacy, test_vispr
-from tests.test_end_to_end import ROOT, run_launchers
+from tests.test_end_to_end import ROOT, run_launchers, tiny_real_data_flags
 
 KEY = "sk-test-not-a-real-key"
 
@@ -58,20 +58,7 @@ def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
     f"--config={os.path.join(ROOT, 'configs', 'okvqa.py')}:oracle=openai,base_url={url}",
     f"--workdir={tmp_path / 'w'}",
     f"--config.data.data_dir={tmp_path / 'tfds'}",
-    # Tiny models and sizes: the point is the data path, not the figures.
-    "--config.data.image_size=32",
-    "--config.privacy_data.image_size=32",
-    "--config.anonymizer.features=(8, 16)",
-    "--config.anonymizer.groups=4",
-    "--config.reviewer.name=resnet_tiny",
-    "--config.eval.judges.resnet50.model=resnet_tiny",
-    "--config.eval.judges.resnet50.steps=3",
-    "--config.eval.judges.resnet50.batch_size=4",
-    "--config.batch_size=2",
-    "--config.privacy_batch_size=2",
-    "--config.total_steps=2",
-    "--config.checkpoint_every=2",
-    "--config.log_every=1",
+    *tiny_real_data_flags(32),
   ]
   try:
     eval_stdout = run_launchers(common, env)
@@ -105,5 +92,11 @@ def test_okvqa_config_trains_and_evaluates_on_real_formats(tmp_path):
     assert row["privacy_cmap_max"] == okvqa_figures["privacy_cmap_max"] == 100.0
     assert 0.0 <= vispr_figures["privacy_cmap_max"] <= 100.0
   assert "| ours | 100.0 |" in (tmp_path / "w" / "eval.md").read_text()
+  # The short-answer instruction went with the question, and eval.json says so and how it scored.
+  assert result["prompt"]["template"] == prompts.VQA_SHORT_ANSWER
+  assert result["prompt"]["example"] == (
+    "What year was this taken?\nAnswer the question using a single word or phrase."
+  )
+  assert result["prompt"]["answer_scoring"] == "free_form"
   saved = (tmp_path / "w" / "config.json").read_text()
   assert KEY not in saved and '"vispr"' in saved and '"okvqa"' in saved
