@@ -165,21 +165,6 @@ def credited_answer(reply: str, answers: Sequence[str]) -> tuple[str, ...] | Non
   return best
 
 
-def _check(prediction, answers) -> list[str]:
-  """`answers` as a list, after the checks `metrics.vqa_accuracy` makes (same errors)."""
-  if not isinstance(prediction, str):
-    raise ValueError(f"prediction must be a str, got {type(prediction).__name__}")
-  if isinstance(answers, str):
-    raise ValueError("answers must be a list of str, got a single str")
-  answers = list(answers)
-  if not answers:
-    raise ValueError("answers is empty: VQA accuracy needs at least one ground-truth answer")
-  for i, a in enumerate(answers):
-    if not isinstance(a, str):
-      raise ValueError(f"answers[{i}] must be a str, got {type(a).__name__}")
-  return answers
-
-
 def free_form_accuracy(reply: str, answers: Sequence[str]) -> float:
   """VQA accuracy of a free-form reply under the module's rule (steps 1–5), in [0, 1].
 
@@ -190,16 +175,11 @@ def free_form_accuracy(reply: str, answers: Sequence[str]) -> float:
   Raises:
     ValueError: as `metrics.vqa_accuracy` (empty `answers`, a non-string).
   """
-  answers = _check(reply, answers)
+  answers = metrics.check_vqa_inputs(reply, answers)
   credited = credited_answer(reply, answers)
   if credited is None:
     return 0.0
-  matches = [same_answer(words(a), credited) for a in answers]
-  if len(matches) == 1:
-    return float(matches[0])
-  total = sum(matches)
-  # Leaving out answer j removes one match iff answer j itself matched.
-  return float(sum(min(1.0, (total - m) / 3.0) for m in matches) / len(matches))
+  return metrics.leave_one_out_accuracy([same_answer(words(a), credited) for a in answers])
 
 
 def accuracy(reply: str, answers: Sequence[str], scoring: str = "official") -> float:

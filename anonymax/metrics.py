@@ -163,6 +163,23 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
   Raises:
     ValueError: if `answers` is empty or an element of it or `prediction` is not a string.
   """
+  answers = check_vqa_inputs(prediction, answers)
+  gts = [_strip_whitespace(a) for a in answers]
+  pred = _strip_whitespace(prediction)
+  if len(set(gts)) > 1:
+    gts = [_process_digit_article(_process_punctuation(a)) for a in gts]
+    pred = _process_digit_article(_process_punctuation(pred))
+
+  return leave_one_out_accuracy([a == pred for a in gts])
+
+
+def check_vqa_inputs(prediction, answers) -> list[str]:
+  """`answers` as a list, after checking both arguments as `vqa_accuracy` documents.
+
+  Raises:
+    ValueError: if `answers` is empty or a single str, or an element of it or `prediction` is
+      not a string.
+  """
   if not isinstance(prediction, str):
     raise ValueError(f"prediction must be a str, got {type(prediction).__name__}")
   if isinstance(answers, str):
@@ -173,15 +190,15 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
   for i, a in enumerate(answers):
     if not isinstance(a, str):
       raise ValueError(f"answers[{i}] must be a str, got {type(a).__name__}")
+  return answers
 
-  gts = [_strip_whitespace(a) for a in answers]
-  pred = _strip_whitespace(prediction)
-  if len(set(gts)) > 1:
-    gts = [_process_digit_article(_process_punctuation(a)) for a in gts]
-    pred = _process_digit_article(_process_punctuation(pred))
 
-  matches = [a == pred for a in gts]
-  if len(gts) == 1:
+def leave_one_out_accuracy(matches: Sequence[bool]) -> float:
+  """VQA accuracy from whether each ground truth matched the prediction.
+
+  acc = (1/n) Σ_j min(1, #{i ≠ j : match_i} / 3); a single ground truth scores match_0.
+  """
+  if len(matches) == 1:
     return float(matches[0])
   total = sum(matches)
   # Leaving out answer j removes one match iff answer j itself matched.

@@ -35,6 +35,26 @@ def launch(script: str, flags, env, timeout=900) -> subprocess.CompletedProcess:
   )
 
 
+def tiny_real_data_flags(image_size: int) -> list[str]:
+  """Flags that shrink a real-data config (configs/okvqa.py, configs/hmdb51_vispr.py) to tiny
+  models and sizes for a test through the launchers: the point is the data path, not the figures."""
+  return [
+    f"--config.data.image_size={image_size}",
+    f"--config.privacy_data.image_size={image_size}",
+    "--config.anonymizer.features=(8, 16)",
+    "--config.anonymizer.groups=4",
+    "--config.reviewer.name=resnet_tiny",
+    "--config.eval.judges.resnet50.model=resnet_tiny",
+    "--config.eval.judges.resnet50.steps=3",
+    "--config.eval.judges.resnet50.batch_size=4",
+    "--config.batch_size=2",
+    "--config.privacy_batch_size=2",
+    "--config.total_steps=2",
+    "--config.checkpoint_every=2",
+    "--config.log_every=1",
+  ]
+
+
 def run_launchers(flags, env, *, eval_flags=None) -> str:
   """launch/train.py with `flags`, then launch/eval.py with `eval_flags` (default: the same);
   returns eval.py's stdout."""

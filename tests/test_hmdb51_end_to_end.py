@@ -15,7 +15,7 @@ from anonymax.data import pa_hmdb51
 from tests.data import test_hmdb51, test_pa_hmdb51, test_vispr
 from tests.data.test_vispr import PA_TRAIN
 from tests.oracles import tiny_hf_models
-from tests.test_end_to_end import ROOT, run_launchers
+from tests.test_end_to_end import ROOT, run_launchers, tiny_real_data_flags
 
 T, S = 4, 16
 
@@ -43,21 +43,8 @@ def test_hmdb51_config_is_judged_on_pa_hmdb51_through_the_launchers(tmp_path):
     f"--workdir={workdir}",
     f"--config.data.data_dir={tmp_path / 'tfds'}",
     "--config.oracle.hf.device=cpu",
-    # Tiny models and sizes: the point is the data path and the protocol, not the figures.
-    f"--config.data.image_size={S}",
     f"--config.data.clip_length={T}",
-    f"--config.privacy_data.image_size={S}",
-    "--config.anonymizer.features=(8, 16)",
-    "--config.anonymizer.groups=4",
-    "--config.reviewer.name=resnet_tiny",
-    "--config.eval.judges.resnet50.model=resnet_tiny",
-    "--config.eval.judges.resnet50.steps=3",
-    "--config.eval.judges.resnet50.batch_size=4",
-    "--config.batch_size=2",
-    "--config.privacy_batch_size=2",
-    "--config.total_steps=2",
-    "--config.checkpoint_every=2",
-    "--config.log_every=1",
+    *tiny_real_data_flags(S),
   ]
   run_launchers(common, env)
   result = json.loads((workdir / "eval.json").read_text())

@@ -31,27 +31,12 @@ from anonymax.oracles.bridge import OracleBridge  # noqa: E402
 from anonymax.oracles.hf import HFOracle  # noqa: E402
 from tests.oracles import tiny_hf_models as tiny  # noqa: E402
 
-pytestmark = pytest.mark.hf
+pytestmark = [pytest.mark.hf, pytest.mark.usefixtures("one_torch_thread")]
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 FRAMES = 3
 TOKENS_PER_FRAME = (tiny.IMAGE_SIZE // tiny.PATCH_SIZE) ** 2 + 1  # patches + CLS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-  """Tiny models gain nothing from threads; on a busy CPU torch's spinning threads cost ~50x."""
-  before = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def llava(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("llava-tiny"))
-  return path, tiny.save_tiny_llava(path)
 
 
 @pytest.fixture(scope="module")

@@ -17,24 +17,15 @@ from anonymax.oracles.base import STATUS_INVALID, STATUS_OK, Query  # noqa: E402
 from anonymax.oracles.hf import HFOracle  # noqa: E402
 from tests.oracles import tiny_hf_models as tiny  # noqa: E402
 
-pytestmark = pytest.mark.hf
-
-QUESTION = Query("what color is the shirt?", ("red",) * 10)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-  before = torch.get_num_threads()
-  torch.set_num_threads(1)
-  yield
-  torch.set_num_threads(before)
+pytestmark = [pytest.mark.hf, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def llava(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("llava-tiny"))
-  tiny.save_tiny_llava(path)
-  return path
+def llava_path(llava):
+  return llava[0]
+
+
+QUESTION = Query("what color is the shirt?", ("red",) * 10)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +49,8 @@ def reference_loglik(path, image, text, answer):
   return total
 
 
-def test_the_template_is_what_the_model_reads(llava, images, monkeypatch):
-  oracle = HFOracle(llava, loss="nll", prompt_template=prompts.VQA_SHORT_ANSWER)
+def test_the_template_is_what_the_model_reads(llava_path, images, monkeypatch):
+  oracle = HFOracle(llava_path, loss="nll", prompt_template=prompts.VQA_SHORT_ANSWER)
   seen, encode = [], oracle._encode
 
   def recording_encode(texts, *args, **kwargs):  # the texts the processor tokenizes
@@ -70,32 +61,32 @@ def test_the_template_is_what_the_model_reads(llava, images, monkeypatch):
   out = oracle.query(images[:1], [QUESTION])
   rendered = "what color is the shirt?\nAnswer the question using a single word or phrase."
   assert seen == [f"USER: <image>\n{rendered} ASSISTANT: red"]
-  want = -reference_loglik(llava, images[0], rendered, "red")
+  want = -reference_loglik(llava_path, images[0], rendered, "red")
   np.testing.assert_allclose(out.losses, [want], rtol=1e-4)
-  bare = -reference_loglik(llava, images[0], QUESTION.prompt, "red")
+  bare = -reference_loglik(llava_path, images[0], QUESTION.prompt, "red")
   assert abs(want - bare) > 1e-3  # the instruction changes what the model is scored on
-  assert ":prompt-" in oracle.name and ":prompt-" not in HFOracle(llava, loss="nll").name
+  assert ":prompt-" in oracle.name and ":prompt-" not in HFOracle(llava_path, loss="nll").name
 
 
 def test_choices_template_scores_as_the_rendered_question_and_skips_queries_without_options(
-  llava, images
+  llava_path, images
 ):
   action = Query("what is the person doing?", ("wave hand",), ("run", "wave hand", "sit"))
   template = prompts.PromptTemplate.parse(prompts.ACTION_CHOICES, "t")
   for loss in ("nll", "choice"):
-    oracle = HFOracle(llava, loss=loss, prompt_template=prompts.ACTION_CHOICES)
+    oracle = HFOracle(llava_path, loss=loss, prompt_template=prompts.ACTION_CHOICES)
     out = oracle.query(images[:2], [action, QUESTION])  # QUESTION has no options to list
     np.testing.assert_array_equal(out.status, [STATUS_OK, STATUS_INVALID])
     rendered = Query(template.render(action), action.answers, action.choices)
-    plain = HFOracle(llava, loss=loss).query(images[:1], [rendered])
+    plain = HFOracle(llava_path, loss=loss).query(images[:1], [rendered])
     np.testing.assert_allclose(out.losses[:1], plain.losses, rtol=1e-5)
     assert out.losses[1] == 0.0
 
 
-def test_generated_replies_are_scored_free_form(llava, images):
+def test_generated_replies_are_scored_free_form(llava_path, images):
   kwargs = dict(loss="vqa", max_new_tokens=4, prompt_template=prompts.VQA_SHORT_ANSWER)
-  official = HFOracle(llava, **kwargs)
-  free = HFOracle(llava, answer_scoring="free_form", **kwargs)
+  official = HFOracle(llava_path, **kwargs)
+  free = HFOracle(llava_path, answer_scoring="free_form", **kwargs)
   assert official.name.split(":")[2] == "vqa-greedy4"
   assert free.name.split(":")[2] == "vqa-greedy4-free_form"  # cached losses must not mix
   # The first of the images whose greedy reply has several words (the tiny model's replies are
@@ -114,8 +105,8 @@ def test_generated_replies_are_scored_free_form(llava, images):
   assert free.query(image, [other]).losses.tolist() == [1.0]
 
 
-def test_make_oracle_passes_the_configs_template_and_scoring(llava):
-  config = okvqa.get_config(f"oracle=hf,model={llava},loss=vqa")
+def test_make_oracle_passes_the_configs_template_and_scoring(llava_path):
+  config = okvqa.get_config(f"oracle=hf,model={llava_path},loss=vqa")
   config.oracle.hf.device = "cpu"
   oracle = black_boxes.make_oracle(config)  # no workdir: no cache
   assert isinstance(oracle, HFOracle)
