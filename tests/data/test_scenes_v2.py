@@ -119,6 +119,24 @@ def test_no_fixed_mask_covers_the_private_regions():
   assert (counts > 60).all()  # one, two and three people, about equally often
 
 
+def test_the_best_constant_mask_hides_few_faces_for_the_area_it_paints():
+  """What makes the benchmark honest: an input-dependent anonymizer can hide every face by
+  painting each image's face boxes (a = their mean area); the best input-independent mask of the
+  same area (the pixels most often inside a face) hides a small share of the face pixels, and
+  hiding 90% of them takes a mask several times that area, painted over every image."""
+  d = questions_v2.generate_v2(300, seed=5, image_size=32)
+  face, valid = d["face_box"], d["person_valid"]
+  masks = np.zeros((len(face), 32, 32), bool)
+  for i, k in zip(*np.nonzero(valid)):
+    masks[i] |= _inside(face[i, k], 32, margin=0)
+  area = masks.mean()  # the per-image face area an input-dependent mask paints
+  heat = np.sort(masks.mean(axis=0).ravel())[::-1]  # how often each pixel is in a face
+  covered = np.cumsum(heat) / heat.sum()  # the best constant mask of 1, 2, ... pixels
+  assert 0.01 < area < 0.1
+  assert covered[round(area * heat.size) - 1] < 0.25  # measured: 0.18
+  assert (np.searchsorted(covered, 0.9) + 1) / heat.size > 5 * area  # measured: 8.6 a
+
+
 def test_labels_follow_the_scene():
   sc = _scenes(600, seed=2)
   labels = questions_v2.privacy_labels_v2(sc)
