@@ -1,21 +1,38 @@
 r"""Which parameters SPSA should perturb in the real-data U-Net: a sweep on the synthetic benchmark.
 
 The real-data configs use the SPAct/VITA U-Net (features 64-128-256-512-512, ~20.5M parameters).
-SPSA's estimate of the utility gradient degrades with the number D of perturbed parameters (its
-cosine with the gradient is about 1/√D), while the exact privacy gradient moves every layer. This
-trains that U-Net on scenes v2 (the harder synthetic benchmark, with the reference black box),
-with the real-data configs' optimisation settings, once per candidate subset (`config.optim.
-perturb`, a regex on parameter paths), for the same steps and oracle calls, and scores each
-on the *validation* split: the reference black box's VQA accuracy on the anonymized images (per
-question type) and the reviewer's BCE at the end of training (higher: the privacy attributes are
-harder to read). The reviewer is the synthetic default's (a ResNet-50 on 2 CPU cores would take
-the sweep's whole budget); it is the same for every candidate.
+SPSA estimates the utility gradient only on the perturbed subset S (`config.optim.perturb`, a
+regex on parameter paths), and its estimate degrades with |S|; the exact privacy gradient moves
+every layer. Two measurements, on scenes v2 with the reference black box, the real-data U-Net and
+the real-data configs' optimisation settings:
 
-  python benchmarks/perturb_subset.py                  # every candidate, 300 steps each
-  python benchmarks/perturb_subset.py --steps 20 --candidates head all
+* ``--measure=gradient`` (default; a minute): the quality of SPSA's utility step per subset.
+  One SPSA estimate on S is ĝ = (g·Δ)Δ with Δ Rademacher on S, so E[ĝ] = g_S and
+  E‖ĝ‖² = |S|·‖g_S‖²; with the best step size, the expected decrease of the loss per step is
+  ‖g_S‖⁴ / (2L·E‖ĝ‖²) = ‖g_S‖² / (2L·|S|), whatever the preconditioning's scale. So a subset's
+  merit is the mean square of the utility gradient over its parameters,
 
-Last line: `best=<candidate> vqa=<x>` (the highest validation VQA accuracy; ties go to fewer
-perturbed parameters). Findings: docs/performance.md ("Perturbed subset at the real-data widths").
+    merit(S) = E_b[‖g_b,S‖²] / |S|,
+
+  printed relative to the mask head's, beside its share of the gradient's energy
+  E‖g_S‖² / E‖g‖². g_b is the exact gradient of the reference black box's NLL on utility batch
+  b (batch_size examples of the training split) through the anonymizer at initialisation: the
+  reference black box is a JAX network, differentiated here for this analysis only (training
+  never sees its gradient). L (the loss's curvature along the step) is taken as equal for all.
+  The anonymizer is measured at initialisation, or trained (``--params_from=W``, e.g. the
+  workdir of a ``--measure=train`` run).
+* ``--measure=train`` (hours on 2 CPU cores at 64 px): each candidate trained for ``--steps``
+  with the same calls, scored on the *validation* split: the black box's VQA accuracy on the
+  anonymized images (per question type) and the reviewer's BCE at the end (higher: the privacy
+  attributes are harder to read). The reviewer is the synthetic default's (a ResNet-50 would take
+  the sweep's whole budget), the same for every candidate.
+
+  python benchmarks/perturb_subset.py                      # the gradient measure, 16 batches
+  python benchmarks/perturb_subset.py --measure=train --steps 300 --candidates head head+norms
+
+Last line: `best=<candidate> ...` (gradient: the highest merit; train: the highest validation
+VQA accuracy, ties to fewer perturbed parameters). Findings: docs/performance.md ("The perturbed
+subset at the real-data widths").
 """
 
 from __future__ import annotations
@@ -100,6 +117,74 @@ def run_candidate(name: str, regex: str, args, workdir: str) -> dict:
   }
 
 
+def gradient_merits(args) -> list[dict]:
+  """merit(S) and energy share of every candidate (the module docstring), at initialisation."""
+  import jax  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+
+  from anonymax import anonymizer, experiment  # noqa: PLC0415
+  from anonymax.oracles import reference_model  # noqa: PLC0415
+
+  config = sweep_config("", steps=1, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke)
+  if args.mask_init_logit is not None:  # a mask already painting, as later in training
+    config.anonymizer.mask_init_logit = args.mask_init_logit
+  exp = experiment.build(config)
+  params = exp.init_state().params
+  if args.params_from:  # a trained anonymizer of the same shape (e.g. a --measure=train run's)
+    trained = anonymizer.restore(args.params_from)
+    if jax.tree.structure(trained.params) != jax.tree.structure(params):
+      raise SystemExit(f"--params_from={args.params_from}: not the real-data U-Net's parameters")
+    params = trained.params
+  oracle = exp.oracle  # the reference black box: its network, for the exact gradient
+  net = reference_model.make_model(
+    oracle.config, num_answers=len(oracle.vocab), num_questions=len(oracle.prompts)
+  )
+  # As the oracle indexes its vocabulary: an answer's first entry.
+  vocab = list(enumerate(oracle.vocab))
+  vocab_index = {reference_model.normalize_text(a): i for i, a in reversed(vocab)}
+
+  def nll(theta, x, question_ids, weights):
+    y = exp.anonymizer.apply({"params": theta}, x)
+    log_p = jax.nn.log_softmax(net.apply({"params": oracle.params}, y, question_ids))
+    return -(weights * log_p).sum(-1).mean()
+
+  grad = jax.jit(jax.grad(nll))
+  names = [
+    "/".join(str(getattr(k, "key", k)) for k in path)
+    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+  ]
+  sq = np.zeros(len(names))
+  for b in range(args.batches):
+    u_visuals, u_ids, _, _ = exp.batch(b)
+    queries = [exp.utility.queries[i] for i in np.asarray(u_ids)]
+    weights = np.zeros((len(queries), len(oracle.vocab)), np.float32)
+    for row, q in enumerate(queries):
+      for i, w in reference_model.answer_weights(q.answers, vocab_index).items():
+        if i >= 0:
+          weights[row, i] = w
+    qids = np.array([oracle.parse_prompt(q.prompt) for q in queries], np.int32)
+    g = grad(params, np.asarray(u_visuals, np.float32) / 255.0, qids, weights)
+    sq += [float(np.sum(np.square(leaf))) for leaf in jax.tree.leaves(g)]
+  sq /= args.batches
+  sizes = np.array([leaf.size for leaf in jax.tree.leaves(params)])
+  rows = []
+  for name, regex in CANDIDATES.items():
+    keep = np.array([bool(re.search(regex, n)) for n in names])
+    rows.append(
+      dict(
+        candidate=name,
+        perturb=regex,
+        perturbed=int(sizes[keep].sum()),
+        merit=float(sq[keep].sum() / sizes[keep].sum()),
+        energy_share=float(sq[keep].sum() / sq.sum()),
+      )  # fmt: skip
+    )
+  head = next(r["merit"] for r in rows if r["candidate"] == "head")
+  for r in rows:
+    r["merit_vs_head"] = r["merit"] / head
+  return [r for r in rows if r["candidate"] in args.candidates]
+
+
 def raw_validation_vqa(args) -> float:
   from anonymax import black_boxes, evaluate, experiment  # noqa: PLC0415
 
@@ -114,8 +199,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     description=__doc__,
     formatter_class=argparse.RawDescriptionHelpFormatter,
   )
+  p.add_argument("--measure", choices=("gradient", "train"), default="gradient")
   p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=tuple(CANDIDATES))
-  p.add_argument("--steps", type=int, default=300, help="training steps of each candidate")
+  p.add_argument("--batches", type=int, default=16, help="gradient: utility batches averaged")
+  p.add_argument("--steps", type=int, default=300, help="train: training steps of each candidate")
+  p.add_argument("--params_from", default=None, help="gradient: a trained workdir's anonymizer")
+  p.add_argument(
+    "--mask_init_logit", type=float, default=None,
+    help="gradient: the mask head's initial logit (default: the config's, -3: paints ~5%%)",
+  )  # fmt: skip
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--data_dir", default=None, help="TFDS data directory")
   p.add_argument("--workdir", default=None, help="where the runs go (default: a temporary one)")
@@ -125,6 +217,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
   args = parse_args(argv)
+  if args.measure == "gradient":
+    rows = gradient_merits(args)
+    for r in rows:
+      print(
+        f"{r['candidate']:18s} perturbed={r['perturbed']:>9d} merit_vs_head={r['merit_vs_head']:.3g} "
+        f"energy_share={r['energy_share']:.3g}"
+      )
+    best = max(rows, key=lambda r: r["merit"])
+    print(f"best={best['candidate']} merit_vs_head={best['merit_vs_head']:.3g}")
+    return rows
   root = args.workdir or tempfile.mkdtemp(prefix="perturb_subset_")
   if os.path.isdir(root) and os.listdir(root) and args.workdir:
     raise SystemExit(f"--workdir={root}: not empty; give a new directory")

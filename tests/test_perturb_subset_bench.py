@@ -1,6 +1,7 @@
 """benchmarks/perturb_subset.py: the perturbed counts, and one candidate trained and scored."""
 
 import numpy as np
+import pytest
 
 from tests import benchmark_scripts
 
@@ -33,3 +34,21 @@ def test_a_candidate_is_trained_at_the_real_data_widths_and_scored_on_validation
   assert row["oracle_calls"] == 2 * 2 * config.optim.num_samples * config.batch_size
   assert 0.0 <= row["vqa"] <= 100.0 and row["per_question_type"]
   assert capsys.readouterr().out.splitlines()[-1] == f"best=head vqa={row['vqa']:.1f}"
+
+
+def test_gradient_merits_split_the_utility_gradient_over_nested_subsets(tmp_path, capsys):
+  rows = {
+    r["candidate"]: r
+    for r in bench.main(["--smoke", "--batches", "1", "--data_dir", str(tmp_path)])
+  }
+  assert set(rows) == set(bench.CANDIDATES)
+  assert rows["all"]["energy_share"] == 1.0 and rows["head"]["merit_vs_head"] == 1.0
+  nested = ["head", "head+last_norm", "head+up_0", "head+up_0+down_0", "all"]
+  shares = [rows[n]["energy_share"] for n in nested]
+  sizes = [rows[n]["perturbed"] for n in nested]
+  assert shares == sorted(shares) and sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+  for r in rows.values():  # merit = share · E‖g‖² / |S|, so merit·|S| / share is one constant
+    ratio = r["merit"] * r["perturbed"] / r["energy_share"]
+    assert ratio == pytest.approx(rows["all"]["merit"] * rows["all"]["perturbed"], rel=1e-6)
+  best = max(rows.values(), key=lambda r: r["merit"])["candidate"]
+  assert capsys.readouterr().out.splitlines()[-1].startswith(f"best={best} ")
