@@ -69,14 +69,18 @@ def perturbed_count(params, regex: str) -> int:
   return total
 
 
-def sweep_config(regex: str, *, steps: int, seed: int, data_dir: str | None, smoke: bool):
-  """scenes v2 with the real-data U-Net and optimisation settings, perturbing `regex`."""
+def sweep_config(
+  regex: str, *, steps: int, seed: int, data_dir: str | None, smoke: bool, real_widths=True
+):
+  """scenes v2 with the real-data U-Net and optimisation settings, perturbing `regex`
+  (`real_widths=False`: the synthetic default's U-Net, to read one of its trained runs)."""
   from anonymax.configs import okvqa, synthetic  # noqa: PLC0415
 
   c = synthetic.get_config("scenes=v2" + (",smoke" if smoke else ""))
   real = okvqa.get_config("oracle=hf")  # the real-data configs share their optim section
-  c.anonymizer.features = REAL_DATA_FEATURES
-  c.anonymizer.groups = real.anonymizer.groups
+  if real_widths:
+    c.anonymizer.features = REAL_DATA_FEATURES
+    c.anonymizer.groups = real.anonymizer.groups
   c.optim = real.optim
   c.optim.perturb = regex
   c.references = ()
@@ -125,7 +129,10 @@ def gradient_merits(args) -> list[dict]:
   from anonymax import anonymizer, experiment  # noqa: PLC0415
   from anonymax.oracles import reference_model  # noqa: PLC0415
 
-  config = sweep_config("", steps=1, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke)
+  config = sweep_config(
+    "", steps=1, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke,
+    real_widths=not args.synthetic_widths,
+  )  # fmt: skip
   if args.mask_init_logit is not None:  # a mask already painting, as later in training
     config.anonymizer.mask_init_logit = args.mask_init_logit
   exp = experiment.build(config)
@@ -204,6 +211,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--batches", type=int, default=16, help="gradient: utility batches averaged")
   p.add_argument("--steps", type=int, default=300, help="train: training steps of each candidate")
   p.add_argument("--params_from", default=None, help="gradient: a trained workdir's anonymizer")
+  p.add_argument(
+    "--synthetic_widths", action="store_true",
+    help="gradient: the synthetic default's U-Net (with --params_from: one of its runs)",
+  )  # fmt: skip
   p.add_argument(
     "--mask_init_logit", type=float, default=None,
     help="gradient: the mask head's initial logit (default: the config's, -3: paints ~5%%)",

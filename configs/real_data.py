@@ -58,9 +58,11 @@ def real_data_config(args: dict, *, default_oracle: str) -> ml_collections.Confi
       model="resnet50", model_kwargs={}, seed=0, steps=3000, learning_rate=1e-3, batch_size=64
     )
   }
-  # SPSA in ~10⁵ dimensions (the last decoder block here) estimates poorly; the mask head alone
-  # (68 parameters: a 1×1 conv over 64 channels and its bias, and the 3 fill colours) is
-  # perturbed, and privacy moves every layer.
+  # SPSA perturbs the mask head alone (68 of ~20.5M parameters: a 1×1 conv over 64 channels, its
+  # bias, the 3 fill colours); privacy moves every layer. Chosen by benchmarks/perturb_subset.py:
+  # the utility gradient's mean square per perturbed parameter is highest there, at initialisation
+  # and after training: 2-3 times that of head + last GroupNorm, over 100 times that of head +
+  # a whole block (docs/performance.md, "The perturbed subset at the real-data widths").
   c.optim.perturb = "^(mask_out|fill)"
   c.optim.privacy_grad_scale = 10.0
   c.oracle.hf.device = "cuda"
