@@ -70,16 +70,17 @@ def perturbed_count(params, regex: str) -> int:
 
 
 def sweep_config(
-  regex: str, *, steps: int, seed: int, data_dir: str | None, smoke: bool, real_widths=True
-):
+  regex: str, *, steps: int, seed: int, data_dir: str | None, smoke: bool,
+  features: Sequence[int] | None = REAL_DATA_FEATURES,
+):  # fmt: skip
   """scenes v2 with the real-data U-Net and optimisation settings, perturbing `regex`
-  (`real_widths=False`: the synthetic default's U-Net, to read one of its trained runs)."""
+  (`features=None`: the synthetic default's U-Net, to read one of its trained runs)."""
   from anonymax.configs import okvqa, synthetic  # noqa: PLC0415
 
   c = synthetic.get_config("scenes=v2" + (",smoke" if smoke else ""))
   real = okvqa.get_config("oracle=hf")  # the real-data configs share their optim section
-  if real_widths:
-    c.anonymizer.features = REAL_DATA_FEATURES
+  if features is not None:
+    c.anonymizer.features = tuple(features)
     c.anonymizer.groups = real.anonymizer.groups
   c.optim = real.optim
   c.optim.perturb = regex
@@ -99,8 +100,9 @@ def run_candidate(name: str, regex: str, args, workdir: str) -> dict:
   from anonymax import anonymizer, black_boxes, evaluate, experiment, train  # noqa: PLC0415
 
   config = sweep_config(
-    regex, steps=args.steps, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke
-  )
+    regex, steps=args.steps, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke,
+    features=args.features,
+  )  # fmt: skip
   oracle = black_boxes.make_oracle(config)
   state = train.train_and_evaluate(config, workdir, oracle=oracle)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -131,7 +133,7 @@ def gradient_merits(args) -> list[dict]:
 
   config = sweep_config(
     "", steps=1, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke,
-    real_widths=not args.synthetic_widths,
+    features=None if args.synthetic_widths else args.features,
   )  # fmt: skip
   if args.mask_init_logit is not None:  # a mask already painting, as later in training
     config.anonymizer.mask_init_logit = args.mask_init_logit
@@ -195,7 +197,9 @@ def gradient_merits(args) -> list[dict]:
 def raw_validation_vqa(args) -> float:
   from anonymax import black_boxes, evaluate, experiment  # noqa: PLC0415
 
-  config = sweep_config("", steps=1, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke)
+  config = sweep_config(
+    "", steps=1, seed=args.seed, data_dir=args.data_dir, smoke=args.smoke, features=args.features
+  )
   split = experiment.load_split(config, "validation")
   return evaluate.utility(black_boxes.make_oracle(config), split.visuals, split)["accuracy"]
 
@@ -210,6 +214,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=tuple(CANDIDATES))
   p.add_argument("--batches", type=int, default=16, help="gradient: utility batches averaged")
   p.add_argument("--steps", type=int, default=300, help="train: training steps of each candidate")
+  p.add_argument(
+    "--features", type=lambda t: tuple(int(x) for x in t.split(",")), default=REAL_DATA_FEATURES,
+    help="the U-Net's widths (default: the real-data configs' 64,128,256,512,512)",
+  )  # fmt: skip
   p.add_argument("--params_from", default=None, help="gradient: a trained workdir's anonymizer")
   p.add_argument(
     "--synthetic_widths", action="store_true",

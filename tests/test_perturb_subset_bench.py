@@ -23,14 +23,19 @@ def test_perturbed_count_selects_as_the_optimizer_does():
   assert count["all"] == 68 + 128 + 9 * 64 * 64 + 1024
 
 
-def test_a_candidate_is_trained_at_the_real_data_widths_and_scored_on_validation(tmp_path, capsys):
+TINY = ["--smoke", "--features", "8,16"]  # the real-data U-Net's layout at tiny widths
+
+
+def test_a_candidate_is_trained_and_scored_on_validation(tmp_path, capsys):
   (row,) = bench.main(
-    ["--smoke", "--steps", "2", "--candidates", "head", "--workdir", str(tmp_path / "runs"),
+    [*TINY, "--measure", "train", "--steps", "2", "--candidates", "head",
+     "--workdir", str(tmp_path / "runs"),
      "--data_dir", str(tmp_path / "tfds")]
   )  # fmt: skip
-  assert row["perturbed"] == 68  # the mask head of the 64-channel last decoder block
+  assert row["perturbed"] == 8 + 1 + 3  # the mask head over the 8-channel last decoder block
   config = bench.sweep_config("", steps=2, seed=0, data_dir=None, smoke=True)
-  assert tuple(config.anonymizer.features) == bench.REAL_DATA_FEATURES
+  assert tuple(config.anonymizer.features) == bench.REAL_DATA_FEATURES  # the default widths
+  assert config.optim.perturb == "" and config.optim.privacy_grad_scale == 10.0  # real-data's
   assert row["oracle_calls"] == 2 * 2 * config.optim.num_samples * config.batch_size
   assert 0.0 <= row["vqa"] <= 100.0 and row["per_question_type"]
   assert capsys.readouterr().out.splitlines()[-1] == f"best=head vqa={row['vqa']:.1f}"
@@ -38,8 +43,7 @@ def test_a_candidate_is_trained_at_the_real_data_widths_and_scored_on_validation
 
 def test_gradient_merits_split_the_utility_gradient_over_nested_subsets(tmp_path, capsys):
   rows = {
-    r["candidate"]: r
-    for r in bench.main(["--smoke", "--batches", "1", "--data_dir", str(tmp_path)])
+    r["candidate"]: r for r in bench.main([*TINY, "--batches", "1", "--data_dir", str(tmp_path)])
   }
   assert set(rows) == set(bench.CANDIDATES)
   assert rows["all"]["energy_share"] == 1.0 and rows["head"]["merit_vs_head"] == 1.0
