@@ -62,7 +62,8 @@ def real_data_config(args: dict, *, default_oracle: str) -> ml_collections.Confi
   # bias, the 3 fill colours); privacy moves every layer. Chosen by benchmarks/perturb_subset.py:
   # the utility gradient's mean square per perturbed parameter is highest there, at initialisation
   # and after training: 2-3 times that of head + last GroupNorm, over 100 times that of head +
-  # a whole block (docs/performance.md, "The perturbed subset at the real-data widths").
+  # a whole block. Provisional: at the synthetic widths training with the last block perturbed
+  # too did slightly better (docs/performance.md, "The perturbed subset at the real-data widths").
   c.optim.perturb = "^(mask_out|fill)"
   c.optim.privacy_grad_scale = 10.0
   c.oracle.hf.device = "cuda"
