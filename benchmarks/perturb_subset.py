@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 
@@ -57,16 +56,22 @@ CANDIDATES = {
 REAL_DATA_FEATURES = (64, 128, 256, 512, 512)
 
 
-def perturbed_count(params, regex: str) -> int:
-  """How many parameters `regex` selects (as `config.optim.perturb` does: re.search on the path)."""
+def selected(params, regex: str) -> list[bool]:
+  """Which leaves of `params` `regex` selects, as `config.optim.perturb` does (the optimizer's
+  `anonymax.optim.masks.resolve_mask`), in `jax.tree.leaves` order."""
   import jax  # noqa: PLC0415
 
-  total = 0
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    if re.search(regex, name):
-      total += int(leaf.size)
-  return total
+  from anonymax.optim.masks import resolve_mask  # noqa: PLC0415
+
+  return [bool(m) for m in jax.tree.leaves(resolve_mask(regex, params))]
+
+
+def perturbed_count(params, regex: str) -> int:
+  """How many parameters `regex` selects."""
+  import jax  # noqa: PLC0415
+
+  leaves = jax.tree.leaves(params)
+  return sum(int(leaf.size) for leaf, keep in zip(leaves, selected(params, regex)) if keep)
 
 
 def sweep_config(
@@ -158,11 +163,7 @@ def gradient_merits(args) -> list[dict]:
     return -(weights * log_p).sum(-1).mean()
 
   grad = jax.jit(jax.grad(nll))
-  names = [
-    "/".join(str(getattr(k, "key", k)) for k in path)
-    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
-  ]
-  sq = np.zeros(len(names))
+  sq = np.zeros(len(jax.tree.leaves(params)))
   for b in range(args.batches):
     u_visuals, u_ids, _, _ = exp.batch(b)
     queries = [exp.utility.queries[i] for i in np.asarray(u_ids)]
@@ -178,7 +179,7 @@ def gradient_merits(args) -> list[dict]:
   sizes = np.array([leaf.size for leaf in jax.tree.leaves(params)])
   rows = []
   for name, regex in CANDIDATES.items():
-    keep = np.array([bool(re.search(regex, n)) for n in names])
+    keep = np.array(selected(params, regex))
     rows.append(
       dict(
         candidate=name,

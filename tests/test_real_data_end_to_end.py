@@ -22,20 +22,9 @@ KEY = "sk-test-not-a-real-key"
 
 def _manual_dir(root):
   """OK-VQA and VISPR side by side, as in TFDS's default <data_dir>/downloads/manual."""
-  import numpy as np
-  from PIL import Image
-
-  from anonymax.data import okvqa
-
   manual = root / "tfds" / "downloads" / "manual"
   manual.mkdir(parents=True)
-  rng = np.random.default_rng(0)
-  for (split, image_id), (w, h, mode) in test_okvqa.IMAGES.items():
-    path = okvqa.image_path(manual, split, image_id)
-    path.parent.mkdir(exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(path)
-  test_okvqa.write_split(manual, "train", test_okvqa.TRAIN)
-  test_okvqa.write_split(manual, "test", test_okvqa.TEST)
+  test_okvqa.write_release(manual)
   test_vispr.write_release(manual)
   test_okvqa_privacy.write_annotation(manual / okvqa_privacy.ANNOTATION_FILE)
   return manual

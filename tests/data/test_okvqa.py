@@ -85,18 +85,23 @@ def write_split(root: pathlib.Path, split: str, questions: dict) -> None:
   )
 
 
-@pytest.fixture(scope="module")
-def manual_dir(tmp_path_factory) -> pathlib.Path:
-  root = tmp_path_factory.mktemp("manual")
+def write_release(root: pathlib.Path, *, quality: int = 75) -> pathlib.Path:
+  """The fixture's OK-VQA release in `root`: random COCO images (JPEG `quality`) and both splits'
+  question and annotation files."""
   rng = np.random.default_rng(0)
   for (split, image_id), (w, h, mode) in IMAGES.items():
     path = okvqa.image_path(root, split, image_id)
     path.parent.mkdir(exist_ok=True)
     pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    Image.fromarray(pixels).convert(mode).save(path, quality=90)
+    Image.fromarray(pixels).convert(mode).save(path, quality=quality)
   write_split(root, "train", TRAIN)
   write_split(root, "test", TEST)
   return root
+
+
+@pytest.fixture(scope="module")
+def manual_dir(tmp_path_factory) -> pathlib.Path:
+  return write_release(tmp_path_factory.mktemp("manual"), quality=90)
 
 
 @pytest.fixture

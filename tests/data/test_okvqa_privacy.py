@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from anonymax.data import okvqa, okvqa_privacy, pipeline, vispr
 from tests.data import test_okvqa
@@ -44,14 +43,7 @@ def write_annotation(path: pathlib.Path, labels=None, attributes=None) -> pathli
 
 @pytest.fixture(scope="module")
 def manual_dir(tmp_path_factory) -> pathlib.Path:
-  root = tmp_path_factory.mktemp("manual")
-  rng = np.random.default_rng(0)
-  for (split, image_id), (w, h, mode) in test_okvqa.IMAGES.items():
-    path = okvqa.image_path(root, split, image_id)
-    path.parent.mkdir(exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode).save(path)
-  test_okvqa.write_split(root, "train", test_okvqa.TRAIN)
-  test_okvqa.write_split(root, "test", test_okvqa.TEST)
+  root = test_okvqa.write_release(tmp_path_factory.mktemp("manual"))
   write_annotation(root / okvqa_privacy.ANNOTATION_FILE)
   return root
 
