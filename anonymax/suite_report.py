@@ -1,0 +1,245 @@
+"""The report of an experiment suite: `<out>/README.md` and `<out>/tradeoff.png`.
+
+Tables shaped like the paper's (mean ± standard deviation over the finished seeds, the paper's
+own figures beside), the claims the paper makes checked one by one on these figures, and the
+exact command of every row. Written from the runs' result.json records alone, so it can be
+rewritten at any time (`anonymax.suite_runner` does after every run).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from anonymax import eval_report, suites
+
+REPORT_FILE = "README.md"
+FIGURE_FILE = "tradeoff.png"
+
+
+def spread(values: Sequence[float | None]) -> tuple[float, float, int] | None:
+  """(mean, sample standard deviation (0 for one value), count) of the measured values."""
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  if v.size == 0:
+    return None
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def _fmt(s: tuple[float, float, int] | None) -> str:
+  if s is None:
+    return "n/a"
+  mean, sd, n = s
+  return f"{mean:.1f}" if n == 1 else f"{mean:.1f} ± {sd:.1f}"
+
+
+def summary(records: Sequence[dict]) -> dict:
+  """A row's figures over its seeds: {utility, privacy_cmap_max, calls_per_sample: spread}."""
+  keys = ("utility", "privacy_cmap_max", "calls_per_sample")
+  return {k: spread([r.get(k) for r in records]) for k in keys} | {"seeds": len(records)}
+
+
+def evaluation_rows(records: Sequence[dict]) -> dict[str, dict]:
+  """The method's Table 1 rows ({name: {kind, utility, privacy_cmap_max spreads}}) over seeds."""
+  by_name: dict[str, dict] = {}
+  for record in records:
+    for r in record.get("evaluation_rows", []):
+      entry = by_name.setdefault(r["name"], {"kind": r["kind"], "utility": [], "cmap": []})
+      entry["utility"].append(r["utility"])
+      entry["cmap"].append(r["privacy_cmap_max"])
+  return {
+    name: {
+      "kind": e["kind"],
+      "utility": spread(e["utility"]),
+      "privacy_cmap_max": spread(e["cmap"]),
+    }
+    for name, e in by_name.items()
+  }
+
+
+def _mean(s) -> float | None:
+  return None if s is None else s[0]
+
+
+def compare(a: Mapping, b: Mapping) -> str:
+  """Whether `a` is at least as good as `b` on the means: "holds" (both axes: utility ≥, cMAP ≤),
+  "mixed" (one axis), "does not hold" (neither), "not measured" (a figure is missing)."""
+  ua, ub = _mean(a.get("utility")), _mean(b.get("utility"))
+  pa, pb = _mean(a.get("privacy_cmap_max")), _mean(b.get("privacy_cmap_max"))
+  if None in (ua, ub, pa, pb):
+    return "not measured"
+  wins = (ua >= ub) + (pa <= pb)
+  return {2: "holds", 1: "mixed", 0: "does not hold"}[wins]
+
+
+def _figures(s: Mapping) -> str:
+  return f"{_fmt(s.get('utility'))} / {_fmt(s.get('privacy_cmap_max'))}"
+
+
+def claims(rows: Sequence[suites.SuiteRow], summaries: Mapping[str, dict], table1: Mapping) -> list:
+  """The paper's orderings, each as (claim, verdict, the figures it rests on)."""
+  out = []
+  have = {r.name for r in rows}
+  ours = summaries.get("ours", {})
+  if table1 and ours:
+    dominating = [
+      n
+      for n, t in table1.items()
+      if n != "ours"
+      and None not in (_mean(t["utility"]), _mean(t["privacy_cmap_max"]))
+      and _mean(t["utility"]) > _mean(ours["utility"])
+      and _mean(t["privacy_cmap_max"]) < _mean(ours["privacy_cmap_max"])
+    ]
+    verdict = "holds" if not dominating else "does not hold"
+    detail = (
+      "no row has both higher utility and lower cMAP"
+      if not dominating
+      else ("dominated by " + ", ".join(f"{n} ({_figures(table1[n])})" for n in dominating))
+    )
+    out.append(("ours is not dominated by any Table 1 row", verdict, detail))
+  chain = ("ours", "tchebycheff", "weighted_sum")
+  if set(chain) <= have:
+    pairs = [(chain[0], chain[1]), (chain[1], chain[2])]
+    verdicts = [compare(summaries.get(a, {}), summaries.get(b, {})) for a, b in pairs]
+    verdict = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+    detail = "; ".join(f"{n}: {_figures(summaries.get(n, {}))}" for n in chain)
+    out.append(("augmented Tchebycheff ≥ Tchebycheff ≥ weighted sum", verdict, detail))
+  if {"ours", "spsa", "spsa_gc"} <= have:
+    calls = {
+      n: _mean(summaries.get(n, {}).get("calls_per_sample")) for n in ("ours", "spsa_gc", "spsa")
+    }
+    detail = ", ".join(f"{n} {c:.1f}" if c is not None else f"{n} n/a" for n, c in calls.items())
+    out.append(
+      (
+        "calls per sample: ours < SPSA-GC < SPSA",
+        "not measured",
+        "calls to a fixed validation target are not measured yet; at the fixed budget every "
+        f"method makes the same calls per training sample ({detail})",
+      )
+    )
+  for row in rows:
+    if "table7" in row.tables and row.name != "ours" and row.name in summaries and ours:
+      out.append(
+        (
+          f"{row.label}: the switch helps (ours ≥ this row)",
+          compare(ours, summaries[row.name]),
+          f"ours {_figures(ours)}; this row {_figures(summaries[row.name])}",
+        )
+      )
+  return out
+
+
+def _paper(row: suites.SuiteRow) -> list[str]:
+  if row.paper is None:
+    return ["", "", ""]
+  u, p, c = row.paper
+  return [f"{u:.1f}", f"{p:.1f}", "" if c is None else f"{c:.0f}"]
+
+
+def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, quick, base) -> str:
+  """Writes `<out>/README.md` (and tradeoff.png when anything is measured); returns its path."""
+  summaries = {name: summary(records) for name, records in results.items()}
+  table1 = evaluation_rows(results.get("ours", []))
+  finished = sum(len(v) for v in results.values())
+  total = len(rows) * seeds
+  quick_flag = " --quick" if quick else ""
+  lines = [
+    f"# Experiment report: suite `{suite}`{' (quick)' if quick else ''}",
+    "",
+    f"Written by `python launch/experiments.py --suite={suite}{quick_flag} --seeds={seeds} "
+    f"--out={out}`; {finished} of {total} runs finished. Base config `{base}`; every figure is on "
+    "the test split: utility in %, privacy as the strongest judge's cMAP in % (lower is more "
+    "private), mean ± standard deviation over training seeds. The paper's figures are "
+    "UCF101-VISPR with Video-LLaVA, another benchmark: compare orderings, not values.",
+    "",
+  ]
+  some = next((r for records in results.values() for r in records), None)
+  if some is not None:
+    lines += [
+      f"Utility metric `{some.get('utility_metric')}`; chance cMAP (a random scorer on the same "
+      f"labels) {some.get('chance_cmap', float('nan')):.1f}.",
+      "",
+      f"![privacy-utility trade-off]({FIGURE_FILE})",
+      "",
+    ]
+  lines += ["## The paper's claims on this benchmark", ""]
+  found = claims(rows, summaries, table1)
+  lines += [f"- **{c}**: {v} ({d})." for c, v, d in found] or ["- nothing measured yet."]
+  lines.append("")
+  if table1:
+    lines += [
+      f"## {suites.TABLES['table1']}",
+      "",
+      "| row | kind | utility ↑ | cMAP ↓ |",
+      "|---|---|---|---|",
+    ]
+    lines += [
+      f"| {n} | {t['kind']} | {_fmt(t['utility'])} | {_fmt(t['privacy_cmap_max'])} |"
+      for n, t in table1.items()
+    ]
+    lines.append("")
+  for table, title in suites.TABLES.items():
+    members = [r for r in rows if table in r.tables]
+    if table == "table1" or not members:
+      continue
+    lines += [
+      f"## {title}",
+      "",
+      "| row | utility ↑ | cMAP ↓ | calls / sample | seeds | paper utility | paper cMAP | paper calls |",
+      "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in members:
+      s = summaries.get(r.name, {})
+      lines.append(
+        f"| {r.label} | {_fmt(s.get('utility'))} | {_fmt(s.get('privacy_cmap_max'))} | "
+        f"{_fmt(s.get('calls_per_sample'))} | {s.get('seeds', 0)} | " + " | ".join(_paper(r)) + " |"
+      )
+    lines.append("")
+  for table, missing in suites.NOT_YET.items():
+    if any(table in r.tables for r in rows):
+      lines.append(f"Not in this suite yet ({table}): {', '.join(missing)}.")
+  lines += [
+    "",
+    "## Commands",
+    "",
+    "Each row's seed-0 run (the other seeds differ in `--config.seed`):",
+    "",
+  ]
+  for r in rows:
+    first = results.get(r.name, [None])[0]
+    if first is None:
+      lines.append(f"- {r.name}: not run yet")
+      continue
+    lines.append(f"- {r.name}: `{first['train_command']}`")
+    if first.get("eval_command"):
+      lines.append(f"  then `{first['eval_command']}`")
+  path = os.path.join(out, REPORT_FILE)
+  with open(path + ".tmp", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  os.replace(path + ".tmp", path)
+  _figure(out, rows, summaries, table1, some)
+  return path
+
+
+def _figure(out, rows, summaries, table1, some) -> None:
+  """Every measured row in the privacy–utility plane (`eval_report.tradeoff_figure`)."""
+  plotted = [
+    {"name": n, "kind": t["kind"], "utility": _mean(t["utility"]),
+     "privacy_cmap_max": _mean(t["privacy_cmap_max"])}
+    for n, t in table1.items() if n != "ours"
+  ]  # fmt: skip
+  for r in rows:
+    s = summaries.get(r.name)
+    if s is not None:
+      plotted.append(
+        {"name": r.name, "kind": "ours" if r.name == "ours" else "suite",
+         "utility": _mean(s["utility"]), "privacy_cmap_max": _mean(s["privacy_cmap_max"])}
+      )  # fmt: skip
+  if some is None or not plotted:
+    return
+  eval_report.tradeoff_figure(
+    os.path.join(out, FIGURE_FILE),
+    {"rows": plotted, "chance_cmap": some.get("chance_cmap"), "split": "test",
+     "utility_metric": some.get("utility_metric", "utility")},
+  )  # fmt: skip
