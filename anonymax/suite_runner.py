@@ -242,7 +242,6 @@ def run_suite(
   os.makedirs(out, exist_ok=True)
   check_same_suite(out, {"suite": suite, "quick": bool(quick), "set": list(extra)})
   jobs = [(row, seed) for seed in range(seeds) for row in rows]  # seed 0 of every row first
-  done = load_results(out, rows, seeds)
   todo = [
     (r, s) for r, s in jobs if not os.path.exists(os.path.join(run_dir(out, r, s), RESULT_FILE))
   ]
