@@ -211,7 +211,8 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
     if first is None:
       lines.append(f"- {r.name}: not run yet")
       continue
-    lines.append(f"- {r.name}: `{first['train_command']}`")
+    took = f" ({first['seconds'] / 60:.1f} min to train and score)" if first.get("seconds") else ""
+    lines.append(f"- {r.name}{took}: `{first['train_command']}`")
     if first.get("eval_command"):
       lines.append(f"  then `{first['eval_command']}`")
   path = os.path.join(out, REPORT_FILE)

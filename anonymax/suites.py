@@ -34,8 +34,9 @@ BASE_CONFIGS = {
 }
 
 # --quick: a quarter of the training steps and the quick judge (one ResNet-18) at half its
-# steps, so that the whole paper suite runs on a 2-core CPU in about two hours. Its judge is
-# weaker than the default suite's: every cMAP is flattered, the orderings less so.
+# steps, aiming at the whole paper suite in about two hours on a 2-core CPU (not yet timed end to
+# end; results/README.md gives each finished row's seconds). Its judge is weaker than the default
+# suite's: every cMAP is flattered, the orderings less so.
 QUICK_OVERRIDES = {"total_steps": 300, "eval.judge_suite": "quick", "eval.judge_steps_scale": 0.5}
 
 # A plain (not Adam-preconditioned) step needs a smaller a: with a = 0.02 the first steps move the

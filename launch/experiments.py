@@ -1,6 +1,6 @@
 r"""Trains and evaluates every row of an experiment suite, then writes its report.
 
-  python launch/experiments.py --suite=paper --quick --out=results     # ~2 h on 2 cores (quick)
+  python launch/experiments.py --suite=paper --quick --out=results     # a quick look
   python launch/experiments.py --suite=paper --seeds=3 --out=DIR        # the full-size suite
 
 Each row of the paper's tables (anonymax/suites.py: Table 1's baselines, Table 5's

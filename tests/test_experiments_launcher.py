@@ -65,7 +65,10 @@ def test_a_two_row_suite_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
 
   report = (out / "README.md").read_text()
   assert "2 of 2 runs finished" in report
-  assert f"- spsa: `{result['train_command']}`" in report
+  assert (
+    f"- spsa ({result['seconds'] / 60:.1f} min to train and score): `{result['train_command']}`"
+    in report
+  )
   assert "| obf_face_blacken | baseline |" in report
   assert (out / "tradeoff.png").stat().st_size > 1000
 
