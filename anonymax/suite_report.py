@@ -37,7 +37,8 @@ def _fmt(s: tuple[float, float, int] | None) -> str:
 def summary(records: Sequence[dict]) -> dict:
   """A row's figures over its seeds: {utility, privacy_cmap_max, calls_per_sample: spread}."""
   keys = ("utility", "privacy_cmap_max", "calls_per_sample")
-  return {k: spread([r.get(k) for r in records]) for k in keys} | {"seeds": len(records)}
+  measured = [r for r in records if not r.get("failed")]
+  return {k: spread([r.get(k) for r in measured]) for k in keys} | {"seeds": len(measured)}
 
 
 def evaluation_rows(records: Sequence[dict]) -> dict[str, dict]:
@@ -213,6 +214,9 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
       continue
     took = f" ({first['seconds'] / 60:.1f} min to train and score)" if first.get("seconds") else ""
     lines.append(f"- {r.name}{took}: `{first['train_command']}`")
+    for record in results.get(r.name, []):
+      if record.get("failed"):
+        lines.append(f"  seed {record['seed']} **diverged**: {record['failed']}")
     if first.get("eval_command"):
       lines.append(f"  then `{first['eval_command']}`")
   path = os.path.join(out, REPORT_FILE)

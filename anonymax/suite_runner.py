@@ -8,7 +8,8 @@ Each (row, seed) is one run in `<out>/runs/<row>/seed_<s>`:
   3. it is scored on the test split with the run's judge suite: the method's own row ("table1")
      gets the whole evaluation protocol (`anonymax.evaluate.evaluate`: every baseline row, and
      the reference anonymizers trained beside it), every other row the row "ours" alone;
-  4. `result.json` is written last, atomically: a row with one is finished and never rerun.
+  4. `result.json` is written last, atomically: a row with one is finished and never rerun. A
+     row whose training diverges (non-finite losses) is finished too, its result saying so.
 
 After every finished run the report (`anonymax.suite_report`) is rewritten, so a partial suite
 already has one.
@@ -152,10 +153,17 @@ def run_row(
   os.makedirs(workdir, exist_ok=True)
   start = time.perf_counter()
   full_evaluation = "table1" in row.tables
-  if full_evaluation:  # the reference anonymizers too, for the evaluation's rows
-    train.train_with_references(config, workdir)
-  else:
-    train.train_and_evaluate(config, workdir)
+  try:
+    if full_evaluation:  # the reference anonymizers too, for the evaluation's rows
+      train.train_with_references(config, workdir)
+    else:
+      train.train_and_evaluate(config, workdir)
+  except FloatingPointError as e:  # the row diverged: a result too, not a reason to stop
+    record = {"row": row.name, "seed": seed, "train_command": train_command(argv, workdir)}
+    record |= {"failed": str(e), "seconds": time.perf_counter() - start}
+    _write_atomic(os.path.join(workdir, RESULT_FILE), record)
+    logging.warning("suite row %s, seed %d diverged: %s", row.name, seed, e)
+    return record
   saved = run_config.load(workdir)
   record = {
     "row": row.name,

@@ -166,3 +166,15 @@ def test_the_report_gives_means_over_seeds_the_paper_figures_and_each_claims_ver
   assert "  then `python launch/eval.py --workdir=W0`" in text
   assert "- es: not run yet" in text
   assert (tmp_path / "tradeoff.png").stat().st_size > 1000
+
+
+def test_a_diverged_run_is_reported_as_such_and_left_out_of_the_figures(tmp_path):
+  rows = suites.PAPER_ROWS
+  failed = {"row": "no_adam", "seed": 1, "train_command": "python launch/train.py --x",
+            "failed": "l_mllm is nan at step 40: lower config.optim.gains.a"}  # fmt: skip
+  results = {"no_adam": [_record("no_adam", 0, 60.0, 58.0), failed]}
+  text = open(
+    suite_report.write(str(tmp_path), "paper", rows, results, seeds=2, quick=False, base="B")
+  ).read()
+  assert "| Ours, plain step (no Adam) | 60.0 | 58.0 | 0.6 | 1 |" in text
+  assert "  seed 1 **diverged**: l_mllm is nan at step 40: lower config.optim.gains.a" in text
