@@ -168,12 +168,12 @@ def _privacy_figures(p: dict, attributes) -> dict:
   }
 
 
-def _nan_to_none(tree):
+def nan_to_none(tree):
   """NaN (a figure that was not measured) → None, so eval.json stays valid JSON."""
   if isinstance(tree, dict):
-    return {k: _nan_to_none(v) for k, v in tree.items()}
+    return {k: nan_to_none(v) for k, v in tree.items()}
   if isinstance(tree, list):
-    return [_nan_to_none(v) for v in tree]
+    return [nan_to_none(v) for v in tree]
   if isinstance(tree, float) and not np.isfinite(tree):
     return None
   return tree
@@ -267,7 +267,7 @@ def evaluate(config, workdir: str, *, oracle: Oracle | None = None) -> dict:
     "rows": table,
   }
   result["oracle_calls"] = result["train_oracle_calls"] + result["eval_oracle_calls"]
-  result = _nan_to_none(result)
+  result = nan_to_none(result)
   write_outputs(workdir, config, result, u_split, shown, utilities, send_raw)
   return result
 

@@ -24,7 +24,6 @@ import shlex
 import time
 from collections.abc import Sequence
 
-import numpy as np
 from absl import flags
 from ml_collections import config_flags
 from tqdm import tqdm
@@ -190,19 +189,8 @@ def run_row(
     record |= score_ours(saved, workdir)
   record["seconds"] = time.perf_counter() - start
   record = json.loads(json.dumps(record, default=float))  # plain JSON types
-  _write_atomic(os.path.join(workdir, RESULT_FILE), _finite(record))
+  _write_atomic(os.path.join(workdir, RESULT_FILE), evaluate.nan_to_none(record))
   return record
-
-
-def _finite(tree):
-  """NaN (e.g. an attribute without a test positive) as None, for strict JSON."""
-  if isinstance(tree, dict):
-    return {k: _finite(v) for k, v in tree.items()}
-  if isinstance(tree, list):
-    return [_finite(v) for v in tree]
-  if isinstance(tree, float) and not np.isfinite(tree):
-    return None
-  return tree
 
 
 def check_same_suite(out: str, settings: dict) -> None:
