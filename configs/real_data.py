@@ -13,7 +13,7 @@ VARIANTS = (
   Variant("model", "the served model's name (openai) or a local model directory (hf)"),
   Variant("base_url", "an OpenAI-compatible server other than OpenAI's (e.g. vLLM)"),
   Variant("loss", "the utility loss (default: vqa for openai, nll for hf)", choices=("nll", "choice", "vqa")),
-  Variant("zo", "as in configs/synthetic.py", default="ours", choices=("ours", "spsa", "spsa_gc", "es")),
+  Variant("zo", "as in configs/synthetic.py", default="ours", choices=("ours", "spsa", "spsa_gc", "es", "cma_es", "reinforce", "guided")),
   Variant(
     "scal", "as in configs/synthetic.py", default="augmented_tchebycheff",
     choices=("augmented_tchebycheff", "tchebycheff", "weighted_sum", "smooth_tchebycheff"),

@@ -1,7 +1,9 @@
 """anonymax.optim: the paper's black-box optimizer as composable optax transforms.
 
 * :mod:`~anonymax.optim.estimators`: the zeroth-order estimators (SPSA, SPSA-GC, ES) in ask/tell
-  form, chosen by name with :func:`zo_estimator`.
+  form (the interface: :mod:`~anonymax.optim.ask_tell`), chosen by name with :func:`zo_estimator`,
+  which also names CMA-ES (:mod:`~anonymax.optim.cma_es`, evosax), REINFORCE
+  (:mod:`~anonymax.optim.reinforce`) and the guided estimator (:mod:`~anonymax.optim.guided`).
 * :mod:`~anonymax.optim.gradients`: one-call estimates of a traceable loss on top of them.
 * :mod:`~anonymax.optim.spsa`: SPSA perturbations, estimates (Eq. 7) and Spall's gains.
 * :mod:`~anonymax.optim.critical_history`: critical-history direction and step size (Eqs. 8-10).
@@ -12,6 +14,7 @@
   table that maps ``zo_method`` to its estimator and transform.
 """
 
+from anonymax.optim.cma_es import cma_es_estimator
 from anonymax.optim.critical_history import (
   CriticalHistoryState,
   critical_history,
@@ -19,7 +22,13 @@ from anonymax.optim.critical_history import (
   status_indicator,
 )
 from anonymax.optim.es import centered_ranks, normal_like
-from anonymax.optim.estimators import ZO_ESTIMATORS, ZOAsked, ZOEstimator, zo_estimator
+from anonymax.optim.estimators import (
+  ANTITHETIC_ESTIMATORS,
+  ZO_ESTIMATORS,
+  ZOAsked,
+  ZOEstimator,
+  zo_estimator,
+)
 from anonymax.optim.factory import (
   DEFAULT_CONFIG,
   ZO_METHODS,
@@ -31,7 +40,9 @@ from anonymax.optim.factory import (
   resolve_config,
 )
 from anonymax.optim.gradients import es_gradient, spsa_gradient
+from anonymax.optim.guided import GuidedState, guided_estimator
 from anonymax.optim.masks import apply_mask, resolve_mask
+from anonymax.optim.reinforce import ReinforceState, reinforce_estimator
 from anonymax.optim.scalarization import (
   SmoothTchebycheffState,
   TchebycheffState,
@@ -56,10 +67,13 @@ from anonymax.optim.spsa_gc import (
 )
 
 __all__ = [
+  "ANTITHETIC_ESTIMATORS",
   "DEFAULT_CONFIG",
+  "GuidedState",
   "CriticalHistoryState",
   "MultiObjectiveOptimizer",
   "MultiObjectiveState",
+  "ReinforceState",
   "SmoothTchebycheffState",
   "SpsaGcState",
   "TchebycheffState",
@@ -71,9 +85,11 @@ __all__ = [
   "blackvip_learning_rate",
   "blackvip_perturbation",
   "centered_ranks",
+  "cma_es_estimator",
   "count_evaluations",
   "critical_history",
   "es_gradient",
+  "guided_estimator",
   "history_mean",
   "learning_rate_schedule",
   "make_optimizer",
@@ -81,6 +97,7 @@ __all__ = [
   "perturb",
   "perturbation_schedule",
   "rademacher_like",
+  "reinforce_estimator",
   "resolve_config",
   "resolve_mask",
   "smooth_tchebycheff",

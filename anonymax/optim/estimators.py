@@ -1,4 +1,8 @@
-"""Zeroth-order gradient estimators with an ask/tell interface: SPSA, SPSA-GC and ES.
+"""Zeroth-order gradient estimators in ask/tell form: SPSA, SPSA-GC and ES, and the registry.
+
+The registry (:func:`zo_estimator`) also names the population methods CMA-ES
+(:mod:`anonymax.optim.cma_es`) and REINFORCE (:mod:`anonymax.optim.reinforce`); the interface
+itself is in :mod:`anonymax.optim.ask_tell`.
 
 An estimator proposes 2q parameter sets around θ, the caller has the black box score them, and
 the estimator turns the 2q losses into ĝ::
@@ -34,99 +38,32 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from anonymax.optim.ask_tell import (
+  ParamsSpec,
+  ZOAsked,
+  ZOEstimator,
+  check_mask,
+  check_num_samples,
+  empty_init,
+  weighted_mean,
+)
+from anonymax.optim.cma_es import cma_es_estimator
 from anonymax.optim.es import normal_like
+from anonymax.optim.guided import guided_estimator
 from anonymax.optim.masks import Mask, resolve_mask
+from anonymax.optim.reinforce import reinforce_estimator
 from anonymax.optim.spsa import rademacher_like, spsa_estimate
 from anonymax.optim.spsa_gc import uniform_rademacher_like
 
 PyTree = Any
 Draw = Callable[..., PyTree]  # (key, tree, mask=...) -> a perturbation like tree
-
-
-@jax.tree_util.register_static
-@dataclasses.dataclass(frozen=True)
-class ParamsSpec:
-  """The structure, shapes and dtypes of θ: a pytree without leaves, so static under ``jit``."""
-
-  treedef: Any  # jax.tree_util.PyTreeDef of θ.
-  shapes: tuple[tuple[int, ...], ...]  # each leaf's shape, in leaf order.
-  dtypes: tuple[Any, ...]  # each leaf's dtype (np.dtype), in leaf order.
-
-  @classmethod
-  def of(cls, tree: PyTree) -> ParamsSpec:
-    """The spec of ``tree`` (its leaves may be tracers)."""
-    leaves, treedef = jax.tree.flatten(tree)
-    shapes = tuple(tuple(jnp.shape(x)) for x in leaves)
-    dtypes = tuple(np.dtype(x.dtype if hasattr(x, "dtype") else jnp.result_type(x)) for x in leaves)
-    return cls(treedef, shapes, dtypes)
-
-  def zeros(self) -> PyTree:
-    """A tree of zeros with this spec (under ``jit``, only its shapes are used: it folds away)."""
-    leaves = [jnp.zeros(s, d) for s, d in zip(self.shapes, self.dtypes)]
-    return jax.tree.unflatten(self.treedef, leaves)
-
-
-class ZOAsked(NamedTuple):
-  """What ``ask`` hands to ``tell``: two scalar leaves (Δ is drawn again from the key)."""
-
-  key: jax.Array  # [] PRNG key (or its [2] uint32 data) that the q perturbation keys split from.
-  scale: jax.Array  # [] float32: s, the perturbation scale (c_k for SPSA, σ for ES).
-  params_spec: ParamsSpec  # no leaves: θ's structure, shapes and dtypes, static under jit.
-
-
-class ZOEstimator(NamedTuple):
-  """A zeroth-order gradient estimator in ask/tell form.
-
-  Attributes:
-    init: ``params -> state`` (``optax.EmptyState()`` for SPSA, SPSA-GC and ES).
-    ask: ``(key, params, state, *, scale, **extra) -> (param_sets, asked)``; every leaf of
-      ``param_sets`` has a leading axis of 2q: θ + sΔ_1, …, θ + sΔ_q, θ − sΔ_1, …, θ − sΔ_q.
-    tell: ``(state, losses, asked) -> (g_hat, state)``; ``losses`` float [2q] in ``ask``'s order
-      (NaN for an unanswered one); ``g_hat`` is like ``params``, in its dtypes.
-    num_evaluations: 2q, the losses ``tell`` needs per step.
-  """
-
-  init: Callable[[PyTree], Any]
-  ask: Callable[..., tuple[PyTree, ZOAsked]]
-  tell: Callable[..., tuple[PyTree, Any]]
-  num_evaluations: int
-
-
-def _check_num_samples(num_samples: Any) -> int:
-  if (
-    isinstance(num_samples, bool)
-    or not isinstance(num_samples, numbers.Real)
-    or int(num_samples) != num_samples
-    or num_samples < 1
-  ):
-    raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-  return int(num_samples)
-
-
-def _check_mask(mask: Mask) -> Mask:
-  # The other forms need the parameter tree and are checked by the first `ask`.
-  if isinstance(mask, str):
-    try:
-      re.compile(mask)
-    except re.error as e:
-      raise ValueError(f"mask: invalid regular expression {mask!r}: {e}") from e
-  return mask
-
-
-def _init(params: PyTree) -> optax.EmptyState:
-  del params
-  return optax.EmptyState()
 
 
 def _antithetic_ask(draw: Draw, q: int, mask: Mask) -> Callable[..., tuple[PyTree, ZOAsked]]:
@@ -170,18 +107,6 @@ def _pairs(losses: jax.typing.ArrayLike, q: int) -> tuple[jax.Array, jax.Array, 
   return plus, minus, jnp.isfinite(plus) & jnp.isfinite(minus)
 
 
-def _weighted_mean(
-  coefficients: jax.Array, directions: PyTree, divisor: jax.Array, spec: ParamsSpec
-) -> PyTree:
-  """Σ_i coefficients[i]·directions_i / divisor in float32, in θ's dtypes (``spec``)."""
-  leaves = jax.tree.leaves(directions)
-  out = [
-    (jnp.tensordot(coefficients, d.astype(jnp.float32), axes=1) / divisor).astype(dtype)
-    for d, dtype in zip(leaves, spec.dtypes)
-  ]
-  return jax.tree.unflatten(spec.treedef, out)
-
-
 def spsa_estimator(
   num_samples: int = 1, mask: Mask = None, *, perturbation: Draw = rademacher_like
 ) -> ZOEstimator:
@@ -216,8 +141,8 @@ def spsa_estimator(
   References:
     Spall, IEEE Trans. Automatic Control, 1992; Hui et al., IJCV 2026, Eq. 7.
   """
-  q = _check_num_samples(num_samples)
-  mask = _check_mask(mask)
+  q = check_num_samples(num_samples)
+  mask = check_mask(mask)
 
   def tell(state, losses, asked):
     plus, minus, usable = _pairs(losses, q)
@@ -225,9 +150,9 @@ def spsa_estimator(
     plus, minus = jnp.where(usable, plus, 0.0), jnp.where(usable, minus, 0.0)
     estimates = jax.vmap(spsa_estimate, in_axes=(0, 0, 0, None))(plus, minus, deltas, asked.scale)
     n = jnp.maximum(jnp.sum(usable), 1).astype(jnp.float32)
-    return _weighted_mean(usable.astype(jnp.float32), estimates, n, asked.params_spec), state
+    return weighted_mean(usable.astype(jnp.float32), estimates, n, asked.params_spec), state
 
-  return ZOEstimator(_init, _antithetic_ask(perturbation, q, mask), tell, 2 * q)
+  return ZOEstimator(empty_init, _antithetic_ask(perturbation, q, mask), tell, 2 * q)
 
 
 def spsa_gc_estimator(num_samples: int = 1, mask: Mask = None) -> ZOEstimator:
@@ -310,8 +235,8 @@ def es_estimator(
   References:
     Salimans et al., arXiv:1703.03864, 2017.
   """
-  n = _check_num_samples(num_samples)
-  mask = _check_mask(mask)
+  n = check_num_samples(num_samples)
+  mask = check_mask(mask)
   if not isinstance(rank_shaping, (bool, np.bool_)):
     raise ValueError(f"rank_shaping must be a bool, got {rank_shaping!r}")
 
@@ -323,9 +248,9 @@ def es_estimator(
     diff = jnp.where(usable, fitness[:, 0] - fitness[:, 1], 0.0)
     eps = _redraw(normal_like, n, mask, asked)
     divisor = 2 * jnp.maximum(jnp.sum(usable), 1).astype(jnp.float32) * asked.scale
-    return _weighted_mean(diff, eps, divisor, asked.params_spec), state
+    return weighted_mean(diff, eps, divisor, asked.params_spec), state
 
-  return ZOEstimator(_init, _antithetic_ask(normal_like, n, mask), tell, 2 * n)
+  return ZOEstimator(empty_init, _antithetic_ask(normal_like, n, mask), tell, 2 * n)
 
 
 class _Entry(NamedTuple):
@@ -337,7 +262,24 @@ _REGISTRY: dict[str, _Entry] = {
   "spsa": _Entry(lambda num_samples, mask: spsa_estimator(num_samples, mask), ()),
   "spsa_gc": _Entry(spsa_gc_estimator, ()),
   "es": _Entry(es_estimator, ("rank_shaping",)),
+  "cma_es": _Entry(cma_es_estimator, ("covariance",)),
+  "reinforce": _Entry(reinforce_estimator, ("baseline_decay",)),
+  "guided": _Entry(
+    guided_estimator,
+    (
+      "source",
+      "subspace_dim",
+      "alpha",
+      "alpha_min",
+      "agreement_decay",
+      "history_decay",
+      "switch_at",
+    ),
+  ),
 }
+# The estimators whose pairs θ ± sΔ_i all share one draw rule (the guided one mixes two, CMA-ES
+# and REINFORCE draw 2q independent sets).
+ANTITHETIC_ESTIMATORS: tuple[str, ...] = ("spsa", "spsa_gc", "es")
 ZO_ESTIMATORS: tuple[str, ...] = tuple(_REGISTRY)
 
 
@@ -351,13 +293,18 @@ def zo_estimator(
 
   with D(Δ) = Δ^{-1} for ``"spsa"`` (Δ Rademacher) and ``"spsa_gc"`` (Δ ±U[0.5, 1]) and
   D(ε) = ε for ``"es"`` (ε ~ N(0, I); centred-rank losses with ``rank_shaping=True``);
-  U are the pairs with two finite losses.
+  U are the pairs with two finite losses. ``"guided"`` (:mod:`anonymax.optim.guided`) draws some
+  pairs in a guiding subspace; ``"cma_es"`` (evosax's CMA-ES, :mod:`anonymax.optim.cma_es`) and
+  ``"reinforce"`` (:mod:`anonymax.optim.reinforce`) draw 2q independent sets instead.
 
   Args:
-    name: ``"spsa"``, ``"spsa_gc"`` or ``"es"``.
+    name: one of :data:`ZO_ESTIMATORS`: ``"spsa"``, ``"spsa_gc"``, ``"es"``, ``"cma_es"``,
+      ``"reinforce"``, ``"guided"``.
     num_samples: q ≥ 1, the number of perturbation pairs (2q evaluations per step).
     mask: leaves to perturb (see :mod:`anonymax.optim.masks`); None perturbs every leaf.
-    **hyperparameters: the method's own (``"es"``: ``rank_shaping=False``).
+    **hyperparameters: the method's own (``"es"``: ``rank_shaping=False``; ``"cma_es"``:
+      ``covariance="diagonal"``; ``"reinforce"``: ``baseline_decay=0.9``; ``"guided"``: see
+      :func:`anonymax.optim.guided.guided_estimator`).
 
   Returns:
     A :class:`ZOEstimator`.

@@ -9,6 +9,9 @@ black box's 2q losses into ĝ_k (``optimizer.estimator``, ask/tell, see
   "spsa"      "spsa"       none
   "spsa_gc"   "spsa_gc"    SPSA-GC momentum (BlackVIP)
   "es"        "es"         none
+  "cma_es"    "cma_es"     none (evosax's CMA-ES; ĝ_k is its mean shift over s², see cma_es.py)
+  "reinforce" "reinforce"  none (REINFORCE with a running-mean baseline, see reinforce.py)
+  "guided"    "guided"     none (Guided ES over the subspace of recent estimates, see guided.py)
 
 One step, given the utility estimate ĝ_k (from the estimator, through the black box), the
 privacy gradient h_k (exact, through the reviewer) and the losses (L_MLLM, L_Privacy) at θ_k:
@@ -32,13 +35,18 @@ magnitude between, e.g., a mask head and the convolutions below it.
 Config (a dict or ``ml_collections.ConfigDict``; missing keys take these defaults, unknown keys
 are an error)::
 
-  zo_method: "ours"          # "ours" | "spsa" | "spsa_gc" | "es"
+  zo_method: "ours"          # "ours" | "spsa" | "spsa_gc" | "es" | "cma_es" | "reinforce"
+                             # | "guided"
   num_samples: 1             # q ≥ 1: perturbation pairs per step (2q black-box evaluations)
   perturb: ""                # regex on '/'-joined parameter paths to perturb ("": all of them)
   privacy_grad_scale: 1.0    # ρ > 0, multiplies h_k before the scalarization
   history: {memory_size: 5, decay: 0.9, gamma: 0.5, b: 1.0, selection: "critical",
             adjust_direction: True, adjust_step: True}
   spsa_gc: {beta: 0.9}
+  cma_es: {covariance: "diagonal"}    # | "full"
+  reinforce: {baseline_decay: 0.9}
+  guided: {source: "history", subspace_dim: 4, alpha: None, alpha_min: 0.02,
+           agreement_decay: 0.9, history_decay: 0.9, switch_at: 3.0}   # alpha None: adaptive
   scalarization: {kind: "augmented_tchebycheff",  # | "tchebycheff" | "weighted_sum"
                                                   # | "smooth_tchebycheff"
                   weights: (0.5, 0.5), ideal: (0.0, 0.0), eps: 1e-3, sigma: 0.1, mu: 0.1,
@@ -88,6 +96,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "adjust_step": True,
   },
   "spsa_gc": {"beta": 0.9},
+  "cma_es": {"covariance": "diagonal"},
+  "reinforce": {"baseline_decay": 0.9},
+  "guided": {
+    "source": "history",
+    "subspace_dim": 4,
+    "alpha": None,
+    "alpha_min": 0.02,
+    "agreement_decay": 0.9,
+    "history_decay": 0.9,
+    "switch_at": 3.0,
+  },
   "scalarization": {
     "kind": "augmented_tchebycheff",
     "weights": (0.5, 0.5),
@@ -244,6 +263,7 @@ def _no_transform(cfg: dict[str, Any]) -> optax.GradientTransformation:
 class _ZoMethod(NamedTuple):
   estimator: str  # the name in anonymax.optim.estimators.ZO_ESTIMATORS that gives ĝ_k.
   utility: Callable[[dict[str, Any]], optax.GradientTransformation]  # config -> transform of ĝ_k.
+  section: str | None = None  # the config section holding the estimator's own hyperparameters.
 
 
 # The one place a zeroth-order method is chosen: its estimator and what is done with ĝ_k.
@@ -252,6 +272,9 @@ _ZO_METHOD_TABLE: dict[str, _ZoMethod] = {
   "spsa": _ZoMethod("spsa", _no_transform),
   "spsa_gc": _ZoMethod("spsa_gc", _spsa_gc_transform),
   "es": _ZoMethod("es", _no_transform),
+  "cma_es": _ZoMethod("cma_es", _no_transform, "cma_es"),
+  "reinforce": _ZoMethod("reinforce", _no_transform, "reinforce"),
+  "guided": _ZoMethod("guided", _no_transform, "guided"),
 }
 ZO_METHODS: tuple[str, ...] = tuple(_ZO_METHOD_TABLE)
 
@@ -263,7 +286,7 @@ def _zo_method(cfg: dict[str, Any]) -> _ZoMethod:
   return _ZO_METHOD_TABLE[method]
 
 
-def _estimator(cfg: dict[str, Any], name: str) -> ZOEstimator:
+def _estimator(cfg: dict[str, Any], method: _ZoMethod) -> ZOEstimator:
   q = cfg["num_samples"]
   if isinstance(q, bool) or not isinstance(q, numbers.Integral) or q < 1:
     raise ValueError(f"config.num_samples must be an integer >= 1, got {q!r}")
@@ -272,8 +295,10 @@ def _estimator(cfg: dict[str, Any], name: str) -> ZOEstimator:
     raise ValueError(
       f"config.perturb must be a regex on parameter paths ('' for all), got {perturb!r}"
     )
+  hyper = dict(cfg[method.section]) if method.section else {}
   return _section_errors(
-    "perturb", lambda: zo_estimator(name, num_samples=int(q), mask=perturb or None)
+    method.section or "perturb",
+    lambda: zo_estimator(method.estimator, num_samples=int(q), mask=perturb or None, **hyper),
   )
 
 
@@ -364,7 +389,7 @@ def make_optimizer(config: Mapping[str, Any] | Any | None = None) -> MultiObject
   cfg = resolve_config(config)
   method = _zo_method(cfg)
   utility_tx = method.utility(cfg)
-  estimator = _estimator(cfg, method.estimator)
+  estimator = _estimator(cfg, method)
   privacy_scale = _privacy_grad_scale(cfg)
   scalarization_tx = _scalarization_transform(cfg)
   precondition_tx = _precondition_transform(cfg)

@@ -17,6 +17,8 @@ MODULES = [
   "spsa_gc",
   "es",
   "estimators",
+  "cma_es",
+  "reinforce",
   "gradients",
   "factory",
 ]

@@ -10,7 +10,7 @@ import pytest
 
 from anonymax import optim
 
-NAMES = optim.ZO_ESTIMATORS
+NAMES = optim.ANTITHETIC_ESTIMATORS
 # The documented draw of each estimator: Δ_i = DRAWS[name](split(key, q)[i], params, mask=mask).
 DRAWS = {
   "spsa": optim.rademacher_like,

@@ -203,7 +203,7 @@ def test_estimator_matches_zo_method(zo_method, draw):
 
 
 def test_zo_methods_and_the_optimizer_fields():
-  assert optim.ZO_METHODS == ("ours", "spsa", "spsa_gc", "es")
+  assert optim.ZO_METHODS == ("ours", "spsa", "spsa_gc", "es", "cma_es", "reinforce", "guided")
   assert optim.MultiObjectiveOptimizer._fields == (
     "init",
     "update",
