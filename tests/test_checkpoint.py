@@ -18,14 +18,17 @@ from tests.test_train import SpyOracle
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _state(tmp_path):
-  config = synthetic.get_config("smoke")
+def _state(tmp_path, zo="ours"):
+  config = synthetic.get_config(f"smoke,zo={zo}")
   config.data.data_dir = str(tmp_path / "tfds")
   return experiment.build(config, oracle=SpyOracle()).init_state()
 
 
-def test_round_trip_of_the_whole_state(tmp_path):
-  state = _state(tmp_path)
+# The stateful estimators' states (evosax's CMA-ES state, the guided subspace, REINFORCE's
+# baseline) are part of the checkpoint too.
+@pytest.mark.parametrize("zo", ["ours", "cma_es", "guided", "reinforce"])
+def test_round_trip_of_the_whole_state(tmp_path, zo):
+  state = _state(tmp_path, zo)
   # Make every leaf distinctive so that a mix-up of two leaves would be caught.
   leaves, treedef = jax.tree.flatten(state)
   leaves = [

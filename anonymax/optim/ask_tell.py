@@ -64,16 +64,21 @@ class ZOEstimator(NamedTuple):
   Attributes:
     init: ``params -> state`` (``optax.EmptyState()`` for SPSA, SPSA-GC and ES).
     ask: ``(key, params, state, *, scale, **extra) -> (param_sets, asked)``; every leaf of
-      ``param_sets`` has a leading axis of 2q: θ + sΔ_1, …, θ + sΔ_q, θ − sΔ_1, …, θ − sΔ_q.
+      ``param_sets`` has a leading axis of 2q: θ + sΔ_1, …, θ + sΔ_q, θ − sΔ_1, …, θ − sΔ_q for
+      the antithetic estimators, 2q independent draws for CMA-ES and REINFORCE.
     tell: ``(state, losses, asked) -> (g_hat, state)``; ``losses`` float [2q] in ``ask``'s order
       (NaN for an unanswered one); ``g_hat`` is like ``params``, in its dtypes.
     num_evaluations: 2q, the losses ``tell`` needs per step.
+    antithetic: whether the sets come in pairs (i, q + i) whose losses are only compared with
+      each other; if not, a caller that averages each set's loss over samples must use the same
+      samples for all 2q sets.
   """
 
   init: Callable[[PyTree], Any]
   ask: Callable[..., tuple[PyTree, ZOAsked]]
   tell: Callable[..., tuple[PyTree, Any]]
   num_evaluations: int
+  antithetic: bool = True
 
 
 def check_num_samples(num_samples: Any) -> int:

@@ -114,8 +114,7 @@ def cma_es_estimator(
     flags = covered_leaves(mask, params, "cma_es")
     mean = flatten(params, flags)
     strategy, hyper = algorithm(mean.shape[0])
-    # The first step has no adapted s yet: it samples with the schedule's c_1.
-    s = jnp.where(state.generation_counter == 0, jnp.asarray(scale, jnp.float32), state.std)
+    s = jnp.asarray(scale, jnp.float32)
     xs, _ = strategy.ask(key, state.replace(mean=mean, std=s), hyper)  # [N, D]
     asked = CmaAsked(key=key, scale=s, mean=mean, params_spec=ParamsSpec.of(params))
     return sets_from_rows(xs, params, flags), asked
@@ -130,10 +129,20 @@ def cma_es_estimator(
     strategy, hyper = algorithm(asked.mean.shape[0])
     centred = state.replace(mean=asked.mean, std=asked.scale)
     xs, centred = strategy.ask(asked.key, centred, hyper)  # the same population again
-    new_state, _ = strategy.tell(asked.key, xs, losses, centred, hyper)
-    g_flat = (asked.mean - new_state.mean) / jnp.square(asked.scale)
+    # evosax averages tied ranks and then truncates them into its weights table: hand it
+    # distinct ranks (ties by index, unanswered last) so that the weights are CMA-ES's own.
+    order = jnp.argsort(jnp.where(jnp.isfinite(losses), losses, jnp.inf), stable=True)
+    ranks = jnp.zeros(population, jnp.float32).at[order].set(jnp.arange(population))
+    new_state, _ = strategy.tell(asked.key, xs, ranks, centred, hyper)
+    # Without two different finite losses there is nothing to rank: no step, no adaptation.
+    finite = jnp.isfinite(losses)
+    spread = jnp.max(jnp.where(finite, losses, -jnp.inf)) > jnp.min(
+      jnp.where(finite, losses, jnp.inf)
+    )
+    new_state = jax.tree.map(lambda new, old: jnp.where(spread, new, old), new_state, state)
+    g_flat = jnp.where(spread, (asked.mean - new_state.mean) / jnp.square(asked.scale), 0.0)
     flags = covered_leaves(mask, spec.zeros(), "cma_es")
     new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, state)
     return tree_from_vector(g_flat, spec, flags), new_state
 
-  return ZOEstimator(init, ask, tell, population)
+  return ZOEstimator(init, ask, tell, population, antithetic=False)

@@ -73,6 +73,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from anonymax.optim.ask_tell import check_mask
 from anonymax.optim.critical_history import critical_history
 from anonymax.optim.estimators import ZOEstimator, zo_estimator
 from anonymax.optim.scalarization import smooth_tchebycheff, tchebycheff, weighted_sum
@@ -295,6 +296,7 @@ def _estimator(cfg: dict[str, Any], method: _ZoMethod) -> ZOEstimator:
     raise ValueError(
       f"config.perturb must be a regex on parameter paths ('' for all), got {perturb!r}"
     )
+  _section_errors("perturb", lambda: check_mask(perturb or None))  # a bad regex is perturb's
   hyper = dict(cfg[method.section]) if method.section else {}
   return _section_errors(
     method.section or "perturb",

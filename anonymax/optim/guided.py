@@ -22,9 +22,10 @@ E[δ²] is ‖∇L‖² for a full pair and (D/k) ρ ‖∇L‖² for a subspace
 running means S_full, S_sub of δ² by kind (each δ² divided by the newest guiding vector's ‖·‖²,
 which shrinks with ‖∇L‖, since the kinds are measured at different steps) give ρ̂ = (k/D)
 S_sub/S_full. At that common step a pair's expected progress is ∝ ρ/(k + 2) in the subspace and
-1/D in the full space, and over α ∈ [0, 1] the mixture's is largest at an end, so α switches
-between the ends around r̂ = ρ̂ (D + 2)/(k + 2) = ``switch_at`` (r = 1 is where the subspace
-starts to pay; the default 3 leaves a margin for the noise in r̂)::
+1/D in the full space (Rademacher: E‖δΔ‖² = D‖∇L‖²), and over α ∈ [0, 1] one pair's is largest
+at an end (with q > 1 pairs averaged the optimum can be inside), so α switches between the ends
+around r̂ = ρ̂ D/(k + 2) = ``switch_at`` (r = 1 is where the subspace starts to pay; the
+default 3 leaves a margin for the noise in r̂)::
 
   α = α_min + (1 − 2α_min) · sigmoid(−4 log(r̂ / switch_at))
 
@@ -109,7 +110,7 @@ def guided_estimator(
     num_samples: q ≥ 1 antithetic pairs per step (2q evaluations).
     mask: the leaves to perturb (see :mod:`anonymax.optim.masks`), whole leaves only.
     source: ``"history"`` (past estimates) or ``"guide"`` (the ``guide=`` of each ``ask``).
-    subspace_dim: k ≥ 1, the number of vectors spanning the subspace.
+    subspace_dim: k ≥ 1, the number of vectors spanning the subspace (at most D).
     alpha: a fixed α ∈ (0, 1]; None adapts it from the measured agreement.
     alpha_min: the adaptive α stays in [α_min, 1 − α_min], α_min ∈ (0, 0.5]: both kinds of pair
       keep being measured.
@@ -152,6 +153,8 @@ def guided_estimator(
 
   def init(params):
     dims = flatten(params, covered_leaves(mask, params, "guided")).shape[0]
+    if k > dims:
+      raise ValueError(f"guided: subspace_dim {k} exceeds the {dims} perturbed parameters")
     # Separate zeros for each field: the trainer donates the state, and one buffer cannot be
     # donated twice.
     f32, i32 = (lambda: jnp.zeros((), jnp.float32)), (lambda: jnp.zeros((), jnp.int32))
@@ -163,7 +166,7 @@ def guided_estimator(
       return jnp.where(rank > 0, jnp.float32(alpha), 1.0)
     rank_f = jnp.maximum(rank, 1).astype(jnp.float32)
     rho = jnp.clip(rank_f / dims * state.sq_sub / jnp.maximum(state.sq_full, 1e-30), 0.0, 1.0)
-    ratio = rho * (dims + 2) / (rank_f + 2)
+    ratio = rho * dims / (rank_f + 2)
     # The progress is largest at an end of [0, 1] (see the module docstring): switch smoothly
     # between the two ends, never quite reaching them, so both running means stay current.
     switch = jax.nn.sigmoid(-_SHARPNESS * jnp.log(jnp.maximum(ratio / switch_at, 1e-30)))
@@ -191,7 +194,10 @@ def guided_estimator(
     dims = theta.shape[0]
     if source == "guide":
       if guide is None:
-        raise ValueError("guided estimator with source='guide': ask needs guide=<a tree like θ>")
+        raise ValueError(
+          "guided estimator with source='guide': ask needs guide=<a tree like θ> (the trainer"
+          " passes none yet: use source='history' there)"
+        )
       newest = flatten(guide, flags)
       rows = jnp.concatenate([newest[None], state.basis[: k - 1]])
       filled = jnp.minimum(state.filled + 1, k)
@@ -233,11 +239,12 @@ def guided_estimator(
     # kinds are measured at different steps, and ‖∇L‖ changes in between.
     newest = asked.guide if source == "guide" else state.basis[0]
     unit = jnp.sum(newest**2)
-    unit = jnp.where(unit > 0, unit, 1.0)
+    measurable = unit > 0  # no guiding vector yet (history's first step): nothing to measure in
+    unit = jnp.where(measurable, unit, 1.0)
 
     def running(mean, count, kind):
       """The running mean of δ²/unit over this kind's usable pairs (the first one starts it)."""
-      pick = usable & kind
+      pick = usable & kind & measurable
       n = jnp.sum(pick)
       value = jnp.sum(jnp.where(pick, delta**2 / unit, 0.0)) / jnp.maximum(n, 1).astype(jnp.float32)
       decay = jnp.float32(agreement_decay) ** n.astype(jnp.float32)

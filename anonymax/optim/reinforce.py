@@ -135,4 +135,4 @@ def reinforce_estimator(
     )
     return g_hat, new_state
 
-  return ZOEstimator(init, ask, tell, n)
+  return ZOEstimator(init, ask, tell, n, antithetic=False)

@@ -62,12 +62,20 @@ class Answers(NamedTuple):
   sent: jax.Array  # int32 []: samples sent (2qB)
 
 
-def per_set_losses(sample_losses: jax.Array, status: jax.Array, num_sets: int) -> Answers:
-  """`Answers` from the oracle's losses and status [S·B] (set-major, pluses then minuses)."""
+def per_set_losses(
+  sample_losses: jax.Array, status: jax.Array, num_sets: int, *, antithetic: bool = True
+) -> Answers:
+  """`Answers` from the oracle's losses and status [S·B] (set-major, pluses then minuses).
+
+  A set's loss is its mean over the samples scored in both sets of its pair (i, q + i) or, for
+  an estimator that compares all sets with each other (``antithetic=False``), in all S sets.
+  """
   q = num_sets // 2
   batch = sample_losses.shape[0] // num_sets
   ok = (status == STATUS_OK).reshape(2, q, batch)
   pair_ok = ok[0] & ok[1]  # [q, B]
+  if not antithetic:
+    pair_ok = jnp.broadcast_to(jnp.all(pair_ok, axis=0), pair_ok.shape)
   n_ok = pair_ok.sum(axis=-1)  # [q]
   denom = jnp.maximum(n_ok, 1).astype(jnp.float32)
   per_sample = sample_losses.reshape(2, q, batch)

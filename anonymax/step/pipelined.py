@@ -187,7 +187,9 @@ def make_train_step(
   def combine(fields, asked, c_k, raw_answers, l_privacy, h, bce):
     """The `UPDATED_FIELDS` of the step-k state → those of step k + 1, and the metrics."""
     # Flat [S·B] (several processes hand over [S, B]), set-major either way.
-    answers = parts.per_set_losses(*(jnp.reshape(a, (-1,)) for a in raw_answers), num_sets)
+    answers = parts.per_set_losses(
+      *(jnp.reshape(a, (-1,)) for a in raw_answers), num_sets, antithetic=estimator.antithetic
+    )
     g_hat_tree, zo_state = estimator.tell(fields["zo_state"], answers.losses, asked)
     g_hat = flat_parameters(g_hat_tree)
     params, unflatten = ravel_pytree(fields["params"])

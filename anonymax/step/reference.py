@@ -47,7 +47,9 @@ def make_reference_step(
     )
     anonymized = parts.anonymize_all(anonymizer, param_sets, x_u)
     num_sets = estimator.num_evaluations
-    answers = parts.per_set_losses(*bridge(anonymized, jnp.tile(u_ids, num_sets)), num_sets)
+    answers = parts.per_set_losses(
+      *bridge(anonymized, jnp.tile(u_ids, num_sets)), num_sets, antithetic=estimator.antithetic
+    )
     g_hat, zo_state = estimator.tell(state.zo_state, answers.losses, asked)
 
     # L_Privacy(θ_k) and h_k, its exact gradient through f_P ∘ f_A, scaled to meet ĝ_k's size.

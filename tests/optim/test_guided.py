@@ -22,7 +22,7 @@ def _draws(key, q, k, basis, alpha):
 
 
 def test_without_a_subspace_it_is_spsa_with_rademacher_pairs():
-  q, s, key = 3, 0.1, jax.random.key(4)
+  q, s, key = 3, 0.1, jax.random.key(3)
   theta = jnp.linspace(-1.0, 1.0, D)
   est = optim.zo_estimator("guided", num_samples=q)  # history: empty at the first step
   state = est.init(theta)
@@ -34,10 +34,15 @@ def test_without_a_subspace_it_is_spsa_with_rademacher_pairs():
   losses = jnp.array([1.0, 2.0, 0.5, 0.0, jnp.nan, 1.5])  # pair 2 unusable
   g, state = est.tell(state, losses, asked)
   want = ((1.0 - 0.0) * eps[0] + 0.0 * eps[1] + (0.5 - 1.5) * eps[2]) / (2 * s * 2)
+  assert np.abs(want).max() > 0  # the two usable pairs' directions differ
   np.testing.assert_allclose(g, want, rtol=1e-5)
-  # History: row 0 is the mean of the full-space estimates (the first one itself), filled 1.
-  assert int(state.filled) == 1 and int(state.n_full) == 2 and int(state.n_sub) == 0
+  # History: row 0 is the mean of the full-space estimates (the first one itself), filled 1;
+  # with no guiding vector before this step there was no unit to measure the agreement in.
+  assert int(state.filled) == 1 and int(state.n_full) == 0 and int(state.n_sub) == 0
   np.testing.assert_allclose(state.basis[0], want, rtol=1e-5)
+  _, asked = est.ask(jax.random.key(5), theta, state, scale=s)
+  _, later = est.tell(state, jnp.array([1.0, 2.0, 0.5, 0.0, 0.5, 1.5]), asked)
+  assert int(later.n_full) + int(later.n_sub) == q  # now every usable pair is measured
 
 
 def test_guide_source_draws_in_the_guides_span_and_remembers_the_guide():
@@ -150,8 +155,13 @@ def test_validation(kwargs, match):
     optim.zo_estimator("guided", **kwargs)
 
 
+def test_a_subspace_larger_than_the_parameters_is_refused():
+  with pytest.raises(ValueError, match="subspace_dim 4 exceeds the 3 perturbed parameters"):
+    optim.zo_estimator("guided").init(jnp.zeros(3))
+
+
 def test_guide_source_needs_a_guide():
-  est = optim.zo_estimator("guided", source="guide")
+  est = optim.zo_estimator("guided", source="guide", subspace_dim=2)
   theta = jnp.zeros(3)
   with pytest.raises(ValueError, match="ask needs guide="):
     est.ask(jax.random.key(0), theta, est.init(theta), scale=0.1)

@@ -108,28 +108,72 @@ def test_sep_cma_first_step_by_hand():
   w = w / w.sum()
   np.testing.assert_allclose(g["w"], -(w[0] * z[1] + w[1] * z[3]) / s, rtol=1e-4)
   assert int(new_state.generation_counter) == 1
-  assert float(new_state.std) != s  # cumulative step-size adaptation moved it
+  np.testing.assert_allclose(asked.scale, s)  # the schedule's step size, not an adapted one
 
 
-def test_cma_es_matches_evosax_and_uses_the_adapted_step_size():
+def test_cma_es_matches_evosax_at_the_schedules_step_size():
   q, key, params = 3, jax.random.key(2), {"w": jnp.linspace(-1.0, 1.0, 5)}
   est = optim.zo_estimator("cma_es", num_samples=q)
   loss = lambda p: jnp.sum(p["w"] ** 2)
   ours = est.init(params)
   lib = Sep_CMA_ES(population_size=6, solution=jnp.zeros(5))
   hyper = lib.default_params
-  lib_state = lib.init(jax.random.key(0), params["w"], hyper).replace(std=jnp.float32(0.3))
-  for k in jax.random.split(key, 4):
-    sets, asked = est.ask(k, params, ours, scale=0.3)
-    np.testing.assert_allclose(asked.scale, lib_state.std, rtol=1e-5)
-    pop, lib_state = lib.ask(k, lib_state, hyper)
+  lib_state = lib.init(jax.random.key(0), params["w"], hyper)
+  for i, k in enumerate(jax.random.split(key, 4)):
+    scale = 0.3 / (i + 1)  # a schedule: the library's state is given the same s each step
+    sets, asked = est.ask(k, params, ours, scale=scale)
+    pop, lib_state = lib.ask(k, lib_state.replace(std=jnp.float32(scale)), hyper)
     np.testing.assert_allclose(sets["w"], pop, rtol=1e-5, atol=1e-6)
     g, ours = est.tell(ours, jax.vmap(loss)(sets), asked)
     lib_state, _ = lib.tell(k, pop, jax.vmap(jnp.sum)(pop**2), lib_state, hyper)
-    # θ − s² ĝ is the library's own mean update; the trainer then steps θ itself.
-    np.testing.assert_allclose(params["w"] - asked.scale**2 * g["w"], lib_state.mean, rtol=1e-4)
+    # θ − s² ĝ is the library's own mean update; its paths and covariance are ours too.
+    np.testing.assert_allclose(params["w"] - scale**2 * g["w"], lib_state.mean, rtol=1e-4)
+    np.testing.assert_allclose(ours.C, lib_state.C, rtol=1e-4)
+    np.testing.assert_allclose(ours.p_c, lib_state.p_c, rtol=1e-4, atol=1e-6)
     params = {"w": lib_state.mean}
-  assert float(ours.std) != 0.3
+
+
+def test_cma_es_estimate_keeps_its_size_when_the_trainer_steps_less_than_s_squared():
+  # The trainer steps θ − a ĝ with its own a; sampling with the schedule's s keeps ĝ ∝ 1/s
+  # meaningful (an adapted s would grow while θ lags behind m').
+  est = optim.zo_estimator("cma_es", num_samples=4)
+  target = jnp.linspace(-1.0, 1.0, 50)
+  loss = lambda p: jnp.sum((p - target) ** 2)
+  theta = jnp.zeros(50)
+  state = est.init(theta)
+  ask = jax.jit(lambda k, p, st: est.ask(k, p, st, scale=0.01))
+  tell = jax.jit(est.tell)
+  norms = []
+  for k in jax.random.split(jax.random.key(0), 200):
+    sets, asked = ask(k, theta, state)
+    g, state = tell(state, jax.vmap(loss)(sets), asked)
+    norms.append(float(jnp.linalg.norm(g)))
+    theta = theta - 1e-5 * g  # a ≪ s² = 1e-4
+  assert float(asked.scale) == pytest.approx(0.01)
+  assert np.mean(norms[-20:]) > 0.5 * np.mean(norms[:20])
+  assert float(loss(theta)) < 0.9 * float(loss(jnp.zeros(50)))
+
+
+def test_cma_es_ties_and_failed_pairs():
+  q, s, key = 2, 0.1, jax.random.key(8)
+  params = {"w": jnp.array([0.5, -1.0, 2.0])}
+  est = optim.zo_estimator("cma_es", num_samples=q)
+  state = est.init(params)
+  sets, asked = est.ask(key, params, state, scale=s)
+  z = np.asarray((sets["w"] - params["w"]) / s)
+  w = np.log(2.5) - np.log([1.0, 2.0])
+  w = w / w.sum()
+  # Equal losses: nothing to rank, no step and the state kept.
+  g, new = est.tell(state, jnp.full(4, 1.5), asked)
+  np.testing.assert_array_equal(g["w"], 0.0)
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(a, b)
+  # A tie for the best: broken by index, the weights still sum to one.
+  g, _ = est.tell(state, jnp.array([2.0, 1.0, 1.0, 3.0]), asked)
+  np.testing.assert_allclose(g["w"], -(w[0] * z[1] + w[1] * z[2]) / s, rtol=1e-4)
+  # The trainer's failed pair (sets 0 and q + 0 both NaN): the two answered sets are ranked.
+  g, _ = est.tell(state, jnp.array([jnp.nan, 3.0, jnp.nan, 2.0]), asked)
+  np.testing.assert_allclose(g["w"], -(w[0] * z[3] + w[1] * z[1]) / s, rtol=1e-4)
 
 
 def test_cma_es_masked_leaves_and_a_nan_loss():
