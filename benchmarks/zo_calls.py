@@ -22,10 +22,19 @@ report fresh *evaluation* seeds at the chosen a. All methods share α = 0.602, �
 A = o = ``--stability`` × (budget steps) and c (ES: σ = c). Ours and SPSA use Spall's gains,
 SPSA-GC BlackVIP's (the same formula with o for A).
 
-Run (the last printed line is ``spsa_over_ours=<ratio> spsagc_over_ours=<ratio>``)::
+The guided estimator (``anonymax.optim.guided``) has two rows: ``guided (history)`` spans its
+subspace with its own last estimates (no information beyond the calls) and, with ``--guide``,
+``guided (surrogate)`` with the surrogate gradients g̃_k handed to every method's ``ask``
+(benchmarks/zo_problems.py: the true gradient plus a fixed bias and fresh noise, as in the
+Guided ES paper's experiments; the other methods ignore it).
+
+Run (the last printed line is ``spsa_over_ours=<ratio> spsagc_over_ours=<ratio>
+spsa_over_guided_history=<ratio>``, and with ``--guide`` also ``spsa_over_guided=<ratio>
+spsagc_over_guided=<ratio>``)::
 
   python benchmarks/zo_calls.py --quick                   # < 1 min on 2 CPU cores
   python benchmarks/zo_calls.py                           # full, with the (m, d, γ, b) table
+  python benchmarks/zo_calls.py --guide --no-sensitivity  # with the surrogate-guided row
   python benchmarks/zo_calls.py --problem mlp --no-sensitivity
 
 Findings and the exact commands behind them are in ``benchmarks/zo_calls.md``.
@@ -37,19 +46,27 @@ import argparse
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from zo_problems import (  # benchmarks/zo_problems.py, beside this script
+  Setup,
+  hessian_trace,
+  make_problem,
+  surrogate_gradient,
+)
 
 from anonymax import optim
 
-METHODS = ("spsa", "spsa_gc", "es", "ours")
-LABELS = {"spsa": "SPSA", "spsa_gc": "SPSA-GC", "es": "ES", "ours": "ours"}
-MLP_IN, MLP_OUT, MLP_EVAL = 32, 8, 256
+METHODS = ("spsa", "spsa_gc", "es", "ours", "guided_history")
+GUIDED = "guided"  # the surrogate-guided row, with --guide
+LABELS = {
+  "spsa": "SPSA", "spsa_gc": "SPSA-GC", "es": "ES", "ours": "ours",
+  "guided_history": "guided (history)", GUIDED: "guided (surrogate)",
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,111 +80,6 @@ class History:
   selection: str = "critical"
   adjust_direction: bool = True
   adjust_step: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-  """Static settings of one benchmark run (the same for every method)."""
-
-  problem: str  # "regression" | "mlp"
-  dim: int  # regression: D; mlp: about the number of weights
-  spectrum: float  # regression: p in λ_j = j^-p
-  noise: float  # regression: s (gradient noise s²Λ); mlp: label noise σ
-  batch: int  # mlp: inputs per oracle call
-  target: float  # fraction of the initial loss
-  budget: int  # oracle calls per run
-  stability: float  # A (and BlackVIP's o) as a fraction of the budget in steps
-  c: float
-  beta: float  # SPSA-GC momentum
-  es_directions: int
-
-
-class Problem(NamedTuple):
-  """A black box: ``init(key) -> (instance, θ_0)``, ``oracle(instance, key) -> (θ ↦ loss)``,
-  ``loss(instance, θ)`` (progress, free) and ``check_every`` (steps between progress checks)."""
-
-  dim: int
-  init: Callable[[jax.Array], tuple[Any, jax.Array]]
-  oracle: Callable[[Any, jax.Array], Callable[[jax.Array], jax.Array]]
-  loss: Callable[[Any, jax.Array], jax.Array]
-  check_every: int
-
-
-def regression_problem(setup: Setup) -> Problem:
-  """The noisy quadratic model: E(θ) = ½ Σ_j λ_j (θ_j − θ*_j)², λ_j = j^-p, θ* = ±1, θ_0 = 0."""
-  sqrt_lam = jnp.arange(1, setup.dim + 1, dtype=jnp.float32) ** (-setup.spectrum / 2)
-
-  def init(key):
-    # θ* = ±1: every instance has the same initial loss ½ tr Λ and the same error spectrum,
-    # so seeds differ only by the optimisation noise (not by how hard θ* happens to be).
-    return jax.random.rademacher(key, (setup.dim,), jnp.float32), jnp.zeros(setup.dim)
-
-  def loss(theta_star, theta):
-    return 0.5 * jnp.sum((sqrt_lam * (theta - theta_star)) ** 2)
-
-  def oracle(theta_star, key):
-    # One minibatch: gradient ∇E(θ) + s√λ ⊙ z, unbiased, noise covariance s²Λ ∝ the Hessian.
-    noise = setup.noise * sqrt_lam * jax.random.normal(key, (setup.dim,))
-    return lambda theta: loss(theta_star, theta) + jnp.vdot(noise, theta - theta_star)
-
-  return Problem(setup.dim, init, oracle, loss, 1)
-
-
-def mlp_problem(setup: Setup) -> Problem:
-  """Teacher–student fit of a 32–h–8 tanh MLP (h chosen so that it has about ``dim`` weights)."""
-  hidden = max(1, round((setup.dim - MLP_OUT) / (MLP_IN + 1 + MLP_OUT)))
-  shapes = [(MLP_IN, hidden), (hidden,), (hidden, MLP_OUT), (MLP_OUT,)]
-  sizes = [int(np.prod(s)) for s in shapes]
-
-  def forward(theta, x):
-    w1, b1, w2, b2 = (p.reshape(s) for p, s in zip(jnp.split(theta, np.cumsum(sizes)[:-1]), shapes))
-    return jnp.tanh(x @ w1 + b1) @ w2 + b2
-
-  def draw(key):
-    k1, k2, k3 = jax.random.split(key, 3)
-    w1 = jax.random.normal(k1, shapes[0]) / np.sqrt(MLP_IN)
-    b1 = 0.1 * jax.random.normal(k2, shapes[1])
-    w2 = jax.random.normal(k3, shapes[2]) / np.sqrt(hidden)
-    return jnp.concatenate([w1.ravel(), b1, w2.ravel(), jnp.zeros(MLP_OUT)])
-
-  def init(key):
-    kt, ks, kx = jax.random.split(key, 3)
-    teacher = draw(kt)
-    x_eval = jax.random.normal(kx, (MLP_EVAL, MLP_IN))
-    return (teacher, x_eval, forward(teacher, x_eval)), draw(ks)
-
-  def loss(instance, theta):
-    _, x_eval, y_eval = instance
-    return 0.5 * jnp.mean(jnp.sum((forward(theta, x_eval) - y_eval) ** 2, axis=-1))
-
-  def oracle(instance, key):
-    teacher = instance[0]
-    kx, ke = jax.random.split(key)
-    x = jax.random.normal(kx, (setup.batch, MLP_IN))
-    y = forward(teacher, x) + setup.noise * jax.random.normal(ke, (setup.batch, MLP_OUT))
-    return lambda theta: 0.5 * jnp.mean(jnp.sum((forward(theta, x) - y) ** 2, axis=-1))
-
-  return Problem(sum(sizes), init, oracle, loss, 10)
-
-
-def make_problem(setup: Setup) -> Problem:
-  """The black box named by ``setup.problem``."""
-  problems = {"regression": regression_problem, "mlp": mlp_problem}
-  if setup.problem not in problems:
-    raise ValueError(f"--problem must be 'regression' or 'mlp', got {setup.problem!r}")
-  return problems[setup.problem](setup)
-
-
-def hessian_trace(problem: Problem, setup: Setup, probes: int = 8) -> float:
-  """Hutchinson estimate of tr ∇²loss(θ_0) on seed 0: E[vᵀHv], v Rademacher."""
-  instance, theta0 = problem.init(jax.random.key(0))
-  grad = jax.grad(lambda t: problem.loss(instance, t))
-
-  def one(key):
-    v = optim.rademacher_like(key, theta0)
-    return jnp.vdot(v, jax.jvp(grad, (theta0,), (v,))[1])
-
-  return float(jnp.mean(jax.lax.map(one, jax.random.split(jax.random.key(1), probes))))
 
 
 def _cos(u: jax.Array, v: jax.Array) -> jax.Array:
@@ -185,7 +97,11 @@ def _pearson(mx, my, mxx, myy, mxy) -> jax.Array:
 def estimator_for(method: str, setup: Setup) -> optim.ZOEstimator:
   """``method``'s ask/tell estimator, chosen by the optimizer factory as for the trainer."""
   pairs = setup.es_directions if method == "es" else 1
-  return optim.make_optimizer({"zo_method": method, "num_samples": pairs}).estimator
+  config = {"zo_method": method, "num_samples": pairs}
+  if method in ("guided_history", GUIDED):
+    source = "history" if method == "guided_history" else "guide"
+    config.update(zo_method="guided", guided={"source": source})
+  return optim.make_optimizer(config).estimator
 
 
 def make_runner(method: str, setup: Setup, history: History = History()):
@@ -198,8 +114,10 @@ def make_runner(method: str, setup: Setup, history: History = History()):
   each check it also records cos(ĝ_k, ∇L), cos(update_k, ∇L), I_k, and for ours cos(mean C_g,
   ∇L) and the age of the entries of C_g (averages over the checks).
   """
-  if method not in METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  if method not in (*METHODS, GUIDED):
+    raise ValueError(f"method must be one of {(*METHODS, GUIDED)}, got {method!r}")
+  if method == GUIDED and not setup.guide:
+    raise ValueError("the surrogate-guided method needs Setup.guide (--guide)")
   problem = make_problem(setup)
   estimator = estimator_for(method, setup)
   per_step, every = estimator.num_evaluations, problem.check_every
@@ -216,7 +134,7 @@ def make_runner(method: str, setup: Setup, history: History = History()):
   def run_one(a, seed, max_calls):
     key = jax.random.key(seed)
     instance, theta0 = problem.init(jax.random.fold_in(key, 0))
-    run_key = jax.random.fold_in(key, 1)
+    run_key, guide_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
     loss0 = problem.loss(instance, theta0)
     max_chunks = max_calls // (per_step * every)
 
@@ -224,7 +142,10 @@ def make_runner(method: str, setup: Setup, history: History = History()):
       theta, (est_state, opt_state), _ = inner
       kb, kd = jax.random.split(jax.random.fold_in(run_key, k))
       loss_fn = problem.oracle(instance, kb)
-      probes, asked = estimator.ask(kd, theta, est_state, scale=c_sched(k))
+      extra = {}
+      if setup.guide:  # every method is handed g̃_k; only the guided one reads it
+        extra["guide"] = surrogate_gradient(problem, setup, instance, theta, guide_key, k)
+      probes, asked = estimator.ask(kd, theta, est_state, scale=c_sched(k), **extra)
       g_hat, est_state = estimator.tell(est_state, jax.vmap(loss_fn)(probes), asked)
       hist_mean, hist_age = jnp.zeros_like(theta), jnp.zeros(())
       if method == "ours":
@@ -415,6 +336,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   p.add_argument("--beta", type=float, default=0.9, help="SPSA-GC momentum β")
   p.add_argument("--es-directions", type=int, default=4, help="antithetic ES directions n")
   p.add_argument("--no-sensitivity", action="store_true", help="skip the (m, d, γ, b) table")
+  p.add_argument(
+    "--guide",
+    action="store_true",
+    help="hand each method a biased, noisy surrogate gradient; adds the surrogate-guided row",
+  )
+  p.add_argument("--guide-bias", type=float, default=1.0, help="the guide's fixed bias ÷ ‖∇E‖")
+  p.add_argument("--guide-noise", type=float, default=1.0, help="the guide's fresh noise ÷ ‖∇E‖")
   args = p.parse_args(argv)
   args.dim = args.dim or (1000 if args.quick else 10000)
   args.seeds = args.seeds or (3 if args.quick else 5)
@@ -449,7 +377,8 @@ def main(argv: list[str] | None = None) -> dict:
   )
   start = time.time()
   rows, tuned, runners = {}, {}, {}
-  for method in METHODS:
+  methods = (*METHODS, GUIDED) if args.guide else METHODS
+  for method in methods:
     run = runners[method] = make_runner(method, setup)
     a, scores = tune(run, a_grid, tune_seeds, args.budget)
     tuned[method] = scores
@@ -460,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(f"# tuned {LABELS[method]:8s} a*={a:.3g}; median calls per a ('-': pruned): {shown}")
   print("\n## Calls to reach the target (evaluation seeds, each method at its own tuned a)\n")
-  print(format_table([rows[m] for m in METHODS], args.budget))
+  print(format_table([rows[m] for m in methods], args.budget))
   # The paper gives every method standard SPSA gains; this is what that protocol measures, at
   # SPSA's tuned a and at an under-tuned a (a*/8) where a larger effective step pays off.
   for factor, what in ((1, "SPSA's tuned a*"), (1 / 8, "SPSA's a*/8, under-tuned")):
@@ -492,8 +421,13 @@ def main(argv: list[str] | None = None) -> dict:
     f" ES {t_es}{r_es:.2f} (paper: 136/24≈5.7, 80/24≈3.3, 161/24≈6.7);"
     f" {time.time() - start:.0f} s"
   )
-  print(f"spsa_over_ours={r_spsa:.3f} spsagc_over_ours={r_gc:.3f}")
-  return {"rows": rows, "tuned": tuned, "spsa_over_ours": r_spsa, "spsagc_over_ours": r_gc}
+  ratios = {"spsa_over_ours": r_spsa, "spsagc_over_ours": r_gc}
+  ratios["spsa_over_guided_history"] = ratio(rows["spsa"], rows["guided_history"])[0]
+  if args.guide:
+    ratios["spsa_over_guided"] = ratio(rows["spsa"], rows[GUIDED])[0]
+    ratios["spsagc_over_guided"] = ratio(rows["spsa_gc"], rows[GUIDED])[0]
+  print(" ".join(f"{k}={v:.3f}" for k, v in ratios.items()))
+  return {"rows": rows, "tuned": tuned, **ratios}
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-r"""Oracle calls to a validation target with the real trainer: SPSA, SPSA-GC and ours (Table 6).
+r"""Oracle calls to a validation target with the real trainer: SPSA, SPSA-GC, ours and guided.
 
 `benchmarks/zo_calls.py` compares the zeroth-order methods on synthetic problems; this runs the
 real training step (`anonymax.experiment`, the pipelined step, the reference black box) on scenes
@@ -12,15 +12,23 @@ v2 and counts the black box's training calls until the anonymizer reaches a fixe
   anonymized, at most L_0 − p (L_0 − L_raw) (`--progress` p = ½: half the way from the start L_0
   to raw images),
   checked every `--eval_every` steps (those calls are not counted);
-* fair tuning: each method's step size a is chosen from one grid (`--grid`) on seed 0 by its
-  calls to the target; the other seeds (1, 2, ...) are run with that a and reported, median.
+* fair tuning: each method's step size a is chosen from one grid (`--grid`, extended ×3 beyond
+  an edge where the best a lies, by the same rule for every method) by its median calls to the
+  target over the tuning seeds (0..T−1); the next `--seeds` seeds are run with that a and
+  reported, median.
 
-  python benchmarks/zo_task.py                 # ~30 min on 2 cores
-  python benchmarks/zo_task.py --smoke         # tiny sizes (the tests)
+* `guided` is `zo_method="guided"` (anonymax.optim.guided) with its subspace spanned by its own
+  past estimates: the trainer has no surrogate of the black box yet, so no `guide=` is passed;
+  any other `zo_method` (`es`, `cma_es`, `reinforce`) can be added with `--methods`.
 
-One JSON line per run; the last line is `spsa_over_ours=<x> spsagc_over_ours=<y>` (median calls
-of each ÷ median calls of ours; a run that misses the target in `--steps` counts as the calls of
-`--steps` steps, and the line then names the methods that missed).
+  python benchmarks/zo_task.py --plot=calls.png > log   # ~25 min on 2 cores
+  python benchmarks/zo_task.py --smoke                   # tiny sizes (the tests)
+  python benchmarks/zo_task.py --from_log=log --plot=calls.png   # again from a run's output
+
+One JSON line per run; the last line is `spsa_over_ours=<x> spsagc_over_ours=<y>
+spsa_over_guided=<u> spsagc_over_guided=<v>` (median calls of each ÷ median calls of ours or
+guided; a run that misses the target in `--steps` counts as the calls of `--steps` steps, and the
+line then names the methods that missed).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import json
 import statistics
 from collections.abc import Sequence
 
-METHODS = ("spsa", "spsa_gc", "ours")
+METHODS = ("spsa", "spsa_gc", "ours", "guided")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,16 +49,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   p.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
   p.add_argument("--methods", default=",".join(METHODS), help="comma-separated zo_method names")
-  p.add_argument("--grid", default="0.005,0.01,0.02", help="step sizes a, comma-separated")
-  p.add_argument("--seeds", type=int, default=3, help="reported seeds (1..N); seed 0 tunes")
-  p.add_argument("--steps", type=int, default=200, help="most steps per run")
-  p.add_argument("--eval_every", type=int, default=10, help="steps between validation checks")
+  p.add_argument("--grid", default="0.05,0.15,0.45,1.35", help="step sizes a, comma-separated")
+  p.add_argument("--tune_seeds", type=int, default=2, help="tuning seeds (0..T-1)")
+  p.add_argument("--seeds", type=int, default=4, help="reported seeds (T..T+N-1)")
+  p.add_argument(
+    "--extensions", type=int, default=2,
+    help="times the grid may be extended (×3) beyond an edge where the best a lies",
+  )  # fmt: skip
+  p.add_argument("--steps", type=int, default=150, help="most steps per run")
+  p.add_argument("--eval_every", type=int, default=5, help="steps between validation checks")
   p.add_argument("--validation", type=int, default=128, help="validation examples checked")
   p.add_argument("--batch_size", type=int, default=8, help="utility samples per step")
   p.add_argument("--mask_init_logit", type=float, default=1.0, help="the starting mask's logit")
   p.add_argument(
     "--progress", type=float, default=0.5,
     help="the target: this fraction of the way from the starting validation NLL to raw images'",
+  )  # fmt: skip
+  p.add_argument("--plot", default=None, help="write validation NLL against calls here (PNG)")
+  p.add_argument(
+    "--from_log", default=None,
+    help="summarise (and --plot) the JSON lines a previous run printed instead of training",
   )  # fmt: skip
   p.add_argument("--data_dir", default=None, help="TFDS data folder (default: TFDS's)")
   p.add_argument("--cache_dir", default=None, help="the reference black box's cache folder")
@@ -61,8 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.error(f"--grid: step sizes must be > 0, got {args.grid}")
   if not 0.0 < args.progress <= 1.0:
     p.error(f"--progress must be in (0, 1], got {args.progress}")
-  if args.eval_every < 1 or args.steps < 1 or args.seeds < 1:
-    p.error("--steps, --eval_every and --seeds must be at least 1")
+  if min(args.eval_every, args.steps, args.seeds, args.tune_seeds) < 1 or args.extensions < 0:
+    p.error("--steps, --eval_every, --seeds and --tune_seeds must be at least 1, --extensions 0")
   return args
 
 
@@ -153,36 +171,126 @@ def run(args, method: str, a: float, seed: int, oracle, validation) -> dict:
   }
 
 
+def tune(try_a, grid: Sequence[float], extensions: int) -> tuple[float, list[dict]]:
+  """The a with the fewest median calls over the tuning seeds (ties: the smaller a).
+
+  The same rule for every method: when the best a is the grid's largest (smallest) point, the
+  grid is extended by ×3 (÷3) beyond it, at most ``extensions`` times.
+  """
+  scores, runs = {}, []
+
+  def score(a):
+    out = try_a(a)
+    runs.extend(out)
+    scores[a] = statistics.median(r["calls_counted"] for r in out)
+
+  for a in grid:
+    score(a)
+  for _ in range(extensions):
+    best = min(scores, key=lambda a: (scores[a], a))
+    if best == max(scores):
+      score(best * 3)
+    elif best == min(scores):
+      score(best / 3)
+    else:
+      break
+  return min(scores, key=lambda a: (scores[a], a)), runs
+
+
+def plot_curves(reported: dict[str, list[dict]], path: str) -> None:
+  """Validation NLL against oracle calls, one panel line per reported run (the paper's Fig. 4)."""
+  import matplotlib  # noqa: PLC0415
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for i, (method, runs) in enumerate(reported.items()):
+    for j, r in enumerate(runs):
+      calls = [c for _, c, _ in r["curve"]]
+      losses = [loss for _, _, loss in r["curve"]]
+      label = f"{method} (a={r['a']:g})" if j == 0 else None
+      ax.plot(calls, losses, color=colours[i % len(colours)], alpha=0.8, lw=1.2, label=label)
+  first = next(iter(reported.values()))[0]
+  ax.axhline(first["raw_nll"], color="grey", ls=":", lw=1, label="raw images")
+  ax.axhline(first["target_nll"], color="black", ls="--", lw=1, label="target")
+  ax.set_xlabel("oracle calls (training)")
+  ax.set_ylabel("black box's validation NLL, anonymized")
+  ax.set_title("Zeroth-order methods on the trainer (each to its target)")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def read_log(path: str) -> tuple[dict, dict, dict]:
+  """(chosen a, reported runs, tuning runs) per method from a previous run's JSON lines."""
+  reported: dict[str, list[dict]] = {}
+  tuned: dict[str, list[dict]] = {}
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if not line.startswith("{"):
+        continue
+      record = json.loads(line)
+      phase = record.pop("phase", None)
+      if phase in ("tune", "report"):
+        (reported if phase == "report" else tuned).setdefault(record["method"], []).append(record)
+  if not reported:
+    raise SystemExit(f"--from_log: {path} has no reported runs")
+  return {m: runs[0]["a"] for m, runs in reported.items()}, reported, tuned
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
+  if args.from_log:
+    chosen, reported, tuned = read_log(args.from_log)
+    return summarise(args, chosen, reported, tuned)
   from anonymax import black_boxes  # noqa: PLC0415
 
   first = task_config(args, args.methods[0], args.grid[0], 0)
   oracle = black_boxes.make_oracle(first)
   validation = Validation(first, oracle, args.validation)
   chosen, reported, tuned = {}, {}, {}
+  tune_seeds = list(range(args.tune_seeds))
+  report_seeds = list(range(args.tune_seeds, args.tune_seeds + args.seeds))
   for method in args.methods:
-    tuning = [run(args, method, a, 0, oracle, validation) for a in args.grid]
-    for r in tuning:
-      print(json.dumps({"phase": "tune"} | r), flush=True)
+
+    def try_a(a, method=method):
+      runs = [run(args, method, a, s, oracle, validation) for s in tune_seeds]
+      for r in runs:
+        print(json.dumps({"phase": "tune"} | r), flush=True)
+      return runs
+
+    best, tuning = tune(try_a, args.grid, args.extensions)
     tuned[method] = tuning
-    best = min(tuning, key=lambda r: (r["calls_counted"], r["a"]))
-    chosen[method] = best["a"]
-    runs = [run(args, method, best["a"], s, oracle, validation) for s in range(1, args.seeds + 1)]
+    chosen[method] = best
+    runs = [run(args, method, best, s, oracle, validation) for s in report_seeds]
     for r in runs:
       print(json.dumps({"phase": "report"} | r), flush=True)
     reported[method] = runs
+  return summarise(args, chosen, reported, tuned)
+
+
+def summarise(args, chosen: dict, reported: dict, tuned: dict) -> dict:
+  """Prints the medians and the ratio line (and writes --plot); returns everything."""
   medians = {m: statistics.median(r["calls_counted"] for r in runs) for m, runs in reported.items()}
   missed = {m for m, runs in reported.items() if any(r["calls_to_target"] is None for r in runs)}
   print(json.dumps({"chosen_a": chosen, "median_calls": medians, "missed_target": sorted(missed)}))
   ratios = {}
-  if "ours" in medians:
-    for m, key in (("spsa", "spsa_over_ours"), ("spsa_gc", "spsagc_over_ours")):
+  for ref in ("ours", "guided"):
+    if ref not in medians:
+      continue
+    for m, key in (("spsa", f"spsa_over_{ref}"), ("spsa_gc", f"spsagc_over_{ref}")):
       if m in medians:
-        ratios[key] = medians[m] / medians["ours"]
+        ratios[key] = medians[m] / medians[ref]
   line = " ".join(f"{k}={v:.2f}" for k, v in ratios.items())
   if missed:
     line += f" (missed the target, counted at --steps: {','.join(sorted(missed))})"
+  if args.plot:
+    plot_curves(reported, args.plot)
+    print(f"# wrote {args.plot}")
   print(line)
   return {
     "chosen_a": chosen, "median_calls": medians, "ratios": ratios, "runs": reported,

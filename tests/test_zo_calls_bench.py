@@ -13,6 +13,7 @@ from anonymax import optim
 from tests import benchmark_scripts
 
 zo = benchmark_scripts.load("zo_calls")
+import zo_problems  # noqa: E402  (benchmarks/zo_problems.py, importable once zo_calls is loaded)
 
 
 def _setup(**kw):
@@ -25,7 +26,7 @@ def _setup(**kw):
 
 
 def test_regression_excess_risk_by_hand():
-  problem = zo.regression_problem(_setup(dim=3))
+  problem = zo_problems.regression_problem(_setup(dim=3))
   theta_star = jnp.array([1.0, 2.0, 3.0])
   # ½ (1·1² + ½·2² + ⅓·3²) = ½ (1 + 2 + 3) = 3.
   np.testing.assert_allclose(problem.loss(theta_star, jnp.zeros(3)), 3.0, rtol=1e-6)
@@ -33,7 +34,7 @@ def test_regression_excess_risk_by_hand():
 
 
 def test_regression_oracle_noise_is_linear_and_shared_by_both_probes():
-  problem = zo.regression_problem(_setup(dim=3, noise=0.5))
+  problem = zo_problems.regression_problem(_setup(dim=3, noise=0.5))
   theta_star = jnp.array([1.0, 2.0, 3.0])
   f = problem.oracle(theta_star, jax.random.key(3))
   # At the optimum the noise term s·zᵀ√Λ(θ − θ*) vanishes; it is linear in θ, so the
@@ -51,13 +52,13 @@ def test_regression_oracle_noise_is_linear_and_shared_by_both_probes():
 
 
 def test_hessian_trace_exact_for_diagonal_quadratic():
-  problem = zo.regression_problem(_setup(dim=4))
+  problem = zo_problems.regression_problem(_setup(dim=4))
   # Rademacher probes give vᵀΛv = tr Λ exactly: 1 + 1/2 + 1/3 + 1/4.
   assert zo.hessian_trace(problem, _setup(dim=4)) == pytest.approx(25 / 12, rel=1e-5)
 
 
 def test_mlp_size_and_teacher_is_optimal():
-  problem = zo.mlp_problem(_setup(problem="mlp", dim=1000))
+  problem = zo_problems.mlp_problem(_setup(problem="mlp", dim=1000))
   # hidden = round((1000 − 8) / 41) = 24; 32·24 + 24 + 24·8 + 8 = 992.
   assert problem.dim == 992
   instance, theta0 = problem.init(jax.random.key(0))
@@ -69,7 +70,7 @@ def test_mlp_size_and_teacher_is_optimal():
 
 def test_evals_per_step():
   setup = _setup(es_directions=3)
-  assert [zo.estimator_for(m, setup).num_evaluations for m in zo.METHODS] == [2, 2, 6, 2]
+  assert [zo.estimator_for(m, setup).num_evaluations for m in zo.METHODS] == [2, 2, 6, 2, 2]
 
 
 @pytest.mark.parametrize(
@@ -162,14 +163,19 @@ def test_runner_reaches_target_and_counts_calls():
 def test_quick_smoke_last_line_parses(capsys):
   result = zo.main(["--quick", "--dim", "64", "--budget", "600", "--seeds", "2"])
   lines = capsys.readouterr().out.strip().splitlines()
-  match = re.fullmatch(r"spsa_over_ours=(\S+) spsagc_over_ours=(\S+)", lines[-1])
+  match = re.fullmatch(
+    r"spsa_over_ours=(\S+) spsagc_over_ours=(\S+) spsa_over_guided_history=(\S+)", lines[-1]
+  )
   assert match, lines[-1]
-  spsa, gc = float(match.group(1)), float(match.group(2))
+  spsa, gc, hist = (float(match.group(i)) for i in (1, 2, 3))
   rows = result["rows"]
   # Recompute the ratios from the per-seed calls.
   ours = np.median(rows["ours"].calls)
   assert spsa == pytest.approx(np.median(rows["spsa"].calls) / ours, abs=1e-3)
   assert gc == pytest.approx(np.median(rows["spsa_gc"].calls) / ours, abs=1e-3)
+  guided = np.median(rows["guided_history"].calls)
+  assert hist == pytest.approx(np.median(rows["spsa"].calls) / guided, abs=1e-3)
+  assert "guided" not in rows  # the surrogate-guided row needs --guide
   assert any("Ours, one change at a time" in line for line in lines)
   assert all(np.all(r.calls % 2 == 0) for r in rows.values())
 
@@ -187,3 +193,37 @@ def test_ours_without_history_is_exactly_spsa():
   np.testing.assert_allclose(spsa["final"], none["final"], rtol=1e-6)
   ours = zo.make_runner("ours", setup)(np.float32(1.0), seeds, np.int32(2000))
   assert not np.array_equal(ours["final"], spsa["final"])
+
+
+def test_surrogate_gradient_is_the_gradient_plus_scaled_bias_and_noise():
+  setup = _setup(dim=4000, guide=True, guide_bias=1.0, guide_noise=1.0)
+  problem = zo_problems.regression_problem(setup)
+  instance, theta = problem.init(jax.random.key(0))
+  key = jax.random.key(5)
+  grad = jax.grad(lambda t: problem.loss(instance, t))(theta)
+  g1, g2 = (zo_problems.surrogate_gradient(problem, setup, instance, theta, key, k) for k in (0, 1))
+  # g̃ − ∇E = ‖∇E‖ (u + v_k): norm ≈ √2 ‖∇E‖ (u ⊥ v_k in 4000 dimensions), the bias u shared.
+  for g in (g1, g2):
+    extra = np.asarray(g - grad) / float(jnp.linalg.norm(grad))
+    assert np.linalg.norm(extra) == pytest.approx(np.sqrt(2), abs=0.1)
+    cos = float(jnp.vdot(g, grad) / (jnp.linalg.norm(g) * jnp.linalg.norm(grad)))
+    assert cos == pytest.approx(1 / np.sqrt(3), abs=0.05)
+  shared = np.asarray(g1 - g2)  # the bias cancels: two independent unit noises remain
+  assert np.linalg.norm(shared) / float(jnp.linalg.norm(grad)) == pytest.approx(np.sqrt(2), abs=0.1)
+
+
+def test_guide_flag_adds_the_surrogate_guided_row(capsys):
+  result = zo.main(
+    ["--quick", "--dim", "64", "--budget", "600", "--seeds", "2", "--guide", "--no-sensitivity"]
+  )
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  match = re.search(r"spsa_over_guided=(\S+) spsagc_over_guided=(\S+)$", last)
+  assert match, last
+  rows = result["rows"]
+  assert "guided" in rows and all(np.all(r.calls % 2 == 0) for r in rows.values())
+  spsa = float(match.group(1))
+  assert spsa == pytest.approx(
+    np.median(rows["spsa"].calls) / np.median(rows["guided"].calls), abs=1e-3
+  )
+  with pytest.raises(ValueError, match="needs Setup.guide"):
+    zo.make_runner("guided", _setup())

@@ -14,9 +14,11 @@ def test_each_method_is_tuned_on_seed_0_and_reported_on_the_others(tmp_path, cap
   steps, eval_every, batch = 4, 2, 8
   out = bench.main(
     ["--smoke", "--steps", str(steps), "--eval_every", str(eval_every), "--seeds", "1",
+     "--tune_seeds", "1", "--extensions", "0",
      "--grid", "0.01,0.04", "--methods", "spsa,ours", "--progress", "0.002",
      "--validation", "16", "--batch_size", str(batch),
-     "--data_dir", str(tmp_path / "tfds"), "--cache_dir", str(tmp_path / "reference")]
+     "--data_dir", str(tmp_path / "tfds"), "--cache_dir", str(tmp_path / "reference"),
+     "--plot", str(tmp_path / "calls.png")]
   )  # fmt: skip
   per_check = 2 * batch * eval_every  # 2q calls per sample, q = 1
   most = 2 * batch * steps
@@ -41,15 +43,60 @@ def test_each_method_is_tuned_on_seed_0_and_reported_on_the_others(tmp_path, cap
         assert losses[-1] <= r["target_nll"] and all(x > r["target_nll"] for x in losses[:-1])
     assert out["median_calls"][method] == report["calls_counted"]
   ratio = out["median_calls"]["spsa"] / out["median_calls"]["ours"]
-  last = capsys.readouterr().out.strip().splitlines()[-1]
+  printed = capsys.readouterr().out
+  last = printed.strip().splitlines()[-1]
+  assert (tmp_path / "calls.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # The same summary again from the printed lines, without training.
+  log = tmp_path / "log"
+  log.write_text(printed)
+  again = bench.main(["--from_log", str(log)])
+  assert again["median_calls"] == out["median_calls"] and again["chosen_a"] == out["chosen_a"]
+  assert again["line"] == out["line"]
   assert re.fullmatch(r"spsa_over_ours=\d+\.\d\d( \(missed the target.*\))?", last)
+  assert "guided" not in last  # not asked for: no guided ratios
   assert last.startswith(f"spsa_over_ours={ratio:.2f}")
 
 
 @pytest.mark.parametrize(
-  "argv", [["--grid", "-0.01"], ["--progress", "0"], ["--steps", "0"], ["--progress", "1.5"]]
+  "argv",
+  [
+    ["--grid", "-0.01"],
+    ["--progress", "0"],
+    ["--steps", "0"],
+    ["--progress", "1.5"],
+    ["--tune_seeds", "0"],
+    ["--extensions", "-1"],
+  ],
 )
 def test_bad_arguments_stop_with_usage(argv):
   with pytest.raises(SystemExit) as e:
     bench.parse_args(argv)
   assert e.value.code == 2
+
+
+def test_tuning_extends_the_grid_beyond_the_edge_where_the_best_lies():
+  # Calls fall with a up to a = 0.9, then rise: from the grid (0.1, 0.3) it extends to 0.9, then
+  # 2.7 (worse): 0.9 is interior and chosen.
+  calls = {0.1: 500, 0.3: 300, 0.9: 100, 2.7: 400}
+  tried = []
+
+  def try_a(a):
+    tried.append(a)
+    key = min(calls, key=lambda c: abs(c - a))
+    return [{"a": a, "seed": s, "calls_counted": calls[key]} for s in (0, 1)]
+
+  best, runs = bench.tune(try_a, [0.1, 0.3], extensions=3)
+  assert best == pytest.approx(0.9) and len(tried) == 4 and tried[-1] == pytest.approx(2.7)
+  assert len(runs) == 8
+  # At the low edge it extends downwards; with no extensions the grid's best is kept.
+  best, _ = bench.tune(lambda a: [{"calls_counted": 10 if a < 0.05 else 100}], [0.1, 0.3], 1)
+  assert best == pytest.approx(0.1 / 3)
+  best, _ = bench.tune(lambda a: [{"calls_counted": 10 if a < 0.05 else 100}], [0.1, 0.3], 0)
+  assert best == 0.1
+
+
+def test_from_log_without_reported_runs_is_a_clear_error(tmp_path):
+  log = tmp_path / "log"
+  log.write_text('{"phase": "tune", "method": "spsa", "a": 0.1, "calls_counted": 3}\n')
+  with pytest.raises(SystemExit, match="has no reported runs"):
+    bench.main(["--from_log", str(log)])
