@@ -92,6 +92,12 @@ def check_num_samples(num_samples: Any) -> int:
   return int(num_samples)
 
 
+def check_scale(scale: Any) -> None:
+  """Refuses a concrete perturbation scale ≤ 0 (a traced one, a c_k schedule inside jit, passes)."""
+  if not isinstance(scale, jax.Array) and not scale > 0:
+    raise ValueError(f"scale must be > 0, got {scale!r}")
+
+
 def check_mask(mask: Mask) -> Mask:
   # The other forms need the parameter tree and are checked by the first `ask`.
   if isinstance(mask, str):

@@ -34,7 +34,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from anonymax.optim.ask_tell import ParamsSpec, ZOEstimator, check_mask, check_num_samples
+from anonymax.optim.ask_tell import (
+  ParamsSpec,
+  ZOEstimator,
+  check_mask,
+  check_num_samples,
+  check_scale,
+)
 from anonymax.optim.flat_subset import covered_leaves, flatten, sets_from_rows, tree_from_vector
 from anonymax.optim.masks import Mask
 
@@ -109,8 +115,7 @@ def cma_es_estimator(
 
   def ask(key, params, state, *, scale, **extra):
     del extra
-    if not isinstance(scale, jax.Array) and not scale > 0:
-      raise ValueError(f"scale must be > 0, got {scale!r}")
+    check_scale(scale)
     flags = covered_leaves(mask, params, "cma_es")
     mean = flatten(params, flags)
     strategy, hyper = algorithm(mean.shape[0])

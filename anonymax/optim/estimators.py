@@ -51,6 +51,7 @@ from anonymax.optim.ask_tell import (
   ZOEstimator,
   check_mask,
   check_num_samples,
+  check_scale,
   empty_init,
   weighted_mean,
 )
@@ -71,9 +72,7 @@ def _antithetic_ask(draw: Draw, q: int, mask: Mask) -> Callable[..., tuple[PyTre
 
   def ask(key, params, state, *, scale, **extra):
     del state, extra
-    if not isinstance(scale, jax.Array) and not scale > 0:
-      # An array scale may be traced (a c_k schedule inside jit): it cannot be checked here.
-      raise ValueError(f"scale must be > 0, got {scale!r}")
+    check_scale(scale)
     s = jnp.asarray(scale, jnp.float32)
     covered = resolve_mask(mask, params)
     deltas = jax.vmap(lambda k: draw(k, params, mask=mask))(jax.random.split(key, q))

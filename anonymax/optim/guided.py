@@ -57,13 +57,24 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from anonymax.optim.ask_tell import ParamsSpec, ZOEstimator, check_mask, check_num_samples
+from anonymax.optim.ask_tell import (
+  ParamsSpec,
+  ZOEstimator,
+  check_mask,
+  check_num_samples,
+  check_scale,
+)
 from anonymax.optim.flat_subset import covered_leaves, flatten, sets_from_rows, tree_from_vector
 from anonymax.optim.masks import Mask
 
 PyTree = Any
 SOURCES = ("history", "guide")
 _SHARPNESS = 4.0  # of the switch: α goes from ~0.9 to ~0.1 as r̂ goes from 0.6 to 1.7 × switch_at
+
+
+def _subspace_rank(basis: jax.Array) -> jax.Array:
+  """k', the number of U's columns in use (the others are zero), at least 1, as float32."""
+  return jnp.maximum(jnp.sum(jnp.any(basis != 0, axis=0)), 1).astype(jnp.float32)
 
 
 class GuidedState(NamedTuple):
@@ -181,14 +192,16 @@ def guided_estimator(
     in_subspace = jax.random.uniform(k_kind, (q,)) >= alpha_k
     full = jax.random.rademacher(k_full, (q, dims), jnp.float32)
     # √(D/k) U z: the norm of a full-space Δ, and E[εεᵀ] = (D/k) U Uᵀ (Guided ES's scaling).
-    rank = jnp.maximum(jnp.sum(jnp.any(basis != 0, axis=0)), 1).astype(jnp.float32)
-    sub = jnp.sqrt(dims / rank) * jax.random.normal(k_sub, (q, k), jnp.float32) @ basis.T
+    sub = (
+      jnp.sqrt(dims / _subspace_rank(basis))
+      * jax.random.normal(k_sub, (q, k), jnp.float32)
+      @ basis.T
+    )
     return in_subspace, jnp.where(in_subspace[:, None], sub, full)
 
   def ask(key, params, state, *, scale, guide=None, **extra):
     del extra
-    if not isinstance(scale, jax.Array) and not scale > 0:
-      raise ValueError(f"scale must be > 0, got {scale!r}")
+    check_scale(scale)
     flags = covered_leaves(mask, params, "guided")
     theta = flatten(params, flags)
     dims = theta.shape[0]
@@ -231,7 +244,7 @@ def guided_estimator(
     n_usable = jnp.sum(usable)
     # A subspace pair's δε has the optimal step k/(D(k + 2)) where a full pair's has 1/D (the
     # module docstring): the weight k/(k + 2) gives both kinds the same best step size.
-    rank = jnp.maximum(jnp.sum(jnp.any(asked.basis != 0, axis=0)), 1).astype(jnp.float32)
+    rank = _subspace_rank(asked.basis)
     weight = jnp.where(in_subspace, rank / (rank + 2), 1.0)
     g_flat = ((weight * delta) @ eps) / jnp.maximum(n_usable, 1).astype(jnp.float32)
 

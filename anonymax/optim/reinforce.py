@@ -40,6 +40,7 @@ from anonymax.optim.ask_tell import (
   ZOEstimator,
   check_mask,
   check_num_samples,
+  check_scale,
   weighted_mean,
 )
 from anonymax.optim.es import normal_like
@@ -96,8 +97,7 @@ def reinforce_estimator(
 
   def ask(key, params, state, *, scale, **extra):
     del state, extra
-    if not isinstance(scale, jax.Array) and not scale > 0:
-      raise ValueError(f"scale must be > 0, got {scale!r}")
+    check_scale(scale)
     s = jnp.asarray(scale, jnp.float32)
     covered = resolve_mask(mask, params)
     eps = jax.vmap(lambda k: normal_like(k, params, mask=mask))(jax.random.split(key, n))
