@@ -13,6 +13,9 @@ uint8 visuals, what any observer, the black box or a judge, would see:
                            (CenterFace, `anonymax.methods`) blurred or blackened, frame by frame
   constant_mask            the learned input-independent mask (a reference anonymizer)
   privacy_only             the U-Net trained with utility weight 0 (a reference anonymizer)
+  surrogate_model          the U-Net trained through a white-box utility model fitted on raw
+                           images instead of the black box (VITA / SPAct family; a reference)
+  bdq                      BDQ's encoder trained the same way (a reference anonymizer)
   ours                     the run's anonymizer
 
 Region rows need `Split.regions` (the synthetic benchmark has them; real datasets do not, and

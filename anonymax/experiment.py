@@ -22,18 +22,25 @@ import numpy as np
 import optax
 
 from anonymax import anonymizer as anonymizer_lib
-from anonymax import black_boxes, models, optim, parallel, run_config
+from anonymax import black_boxes, models, optim, parallel, run_config, surrogate_utility
 from anonymax.data import pipeline
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import Oracle
 from anonymax.oracles.bridge import OracleBridge
-from anonymax.step import privacy_only, reference
+from anonymax.step import privacy_only, reference, white_box
 from anonymax.step import state as state_lib
 from anonymax.step.pipelined import PipelinedStep, make_train_step
 
-# What an anonymizer is trained for (`config.objective`): the paper's two objectives, or privacy
-# alone (utility weight 0: no black box at all; the reference row of the evaluation).
-OBJECTIVES = ("utility_and_privacy", "privacy_only")
+# What an anonymizer is trained for (`config.objective`): the paper's two objectives; privacy
+# alone (utility weight 0: no black box at all; a reference row of the evaluation); or both
+# objectives with a white-box surrogate of the utility trained on raw images in the black box's
+# place (the surrogate-model baseline rows; `anonymax.step.white_box`).
+OBJECTIVES = ("utility_and_privacy", "privacy_only", "surrogate_model")
+
+
+def needs_oracle(config) -> bool:
+  """Whether training `config` calls the black box (only the paper's objective does)."""
+  return config.get("objective", OBJECTIVES[0]) == "utility_and_privacy"
 
 
 def privacy_data_config(config) -> ml_collections.ConfigDict:
@@ -122,8 +129,17 @@ class Experiment:
 
   @property
   def needs_oracle(self) -> bool:
-    """Whether training calls the black box (not for a privacy-only anonymizer)."""
-    return self.config.get("objective", OBJECTIVES[0]) != "privacy_only"
+    """Whether training calls the black box (not for the privacy-only and surrogate rows)."""
+    return needs_oracle(self.config)
+
+  @functools.cached_property
+  def surrogate(self) -> surrogate_utility.SurrogateUtility:
+    """The white-box utility model fitted to the utility split's raw visuals (fitted on first
+    use; kept in `config.surrogate.cache_dir`, else the workdir)."""
+    cache_dir = (self.config.get("surrogate") or {}).get("cache_dir") or self.workdir
+    return surrogate_utility.fit(
+      self.utility, surrogate_utility.settings(self.config), cache_dir=cache_dir
+    )
 
   @functools.cached_property
   def oracle(self) -> Oracle:
@@ -191,7 +207,18 @@ class Experiment:
 
   def train_step(self) -> PipelinedStep:
     """The step that training runs: `anonymax.step.pipelined`'s, or for a privacy-only
-    anonymizer `anonymax.step.privacy_only`'s (which builds no oracle)."""
+    anonymizer `anonymax.step.privacy_only`'s and for a surrogate-model row
+    `anonymax.step.white_box`'s (neither builds an oracle)."""
+    if self.config.get("objective") == "surrogate_model":
+      return white_box.make_white_box_step(
+        self.anonymizer,
+        self.reviewer,
+        self.optimizer,
+        self.reviewer_tx,
+        self.surrogate,
+        privacy_loss=self.config.privacy_loss,
+        utility_ideal=float(self.config.optim.scalarization.ideal[0]),
+      )
     if not self.needs_oracle:
       return privacy_only.make_privacy_only_step(
         self.anonymizer,

@@ -5,6 +5,17 @@
   trivial solution: whatever privacy it reaches, a fixed layout explains.
 * ``privacy_only``: the run's own anonymizer with utility weight 0 (`config.objective =
   "privacy_only"`): no black box is called; it shows what privacy costs when utility is ignored.
+* ``surrogate_model``: the run's own anonymizer trained with exact gradients through a white-box
+  utility model fitted to the raw training images (`anonymax.surrogate_utility`; `config.objective
+  = "surrogate_model"`, `anonymax.step.white_box`) in the black box's place: the VITA / SPAct
+  family of baselines. It calls no black box in training and is evaluated with it like any row.
+* ``bdq``: BDQ's encoder (blur, difference, quantisation; Kumawat & Nagahara, ECCV 2022) with its
+  parameters trained the same way, through the surrogate: BDQ's own recipe trains the encoder
+  against a white-box utility model and an adversary, as here.
+
+For the two surrogate rows h_k is not rescaled (`optim.privacy_grad_scale = 1`): the rescaling
+puts the exact privacy gradient on the scale of a zeroth-order estimate, and their utility
+gradient is exact too.
 
 Each is a run of its own in ``<workdir>/references/<name>`` (its own config.json and checkpoints),
 with the config `reference_config` derives from the run's.
@@ -16,7 +27,7 @@ import os
 
 import ml_collections
 
-REFERENCES = ("constant_mask", "privacy_only")
+REFERENCES = ("constant_mask", "privacy_only", "surrogate_model", "bdq")
 
 
 def reference_workdir(workdir: str, name: str) -> str:
@@ -45,8 +56,14 @@ def reference_config(config: ml_collections.ConfigDict, name: str) -> ml_collect
       )
       # The mask has S² parameters and none of them is special: perturb them all.
       c.optim.perturb = ""
-    else:
+    elif name == "privacy_only":
       c.objective = "privacy_only"
+    else:
+      c.objective = "surrogate_model"
+      c.optim.privacy_grad_scale = 1.0
+      if name == "bdq":
+        c.anonymizer = ml_collections.ConfigDict({"name": "bdq"})
+        c.optim.perturb = ""
   return c
 
 

@@ -44,6 +44,7 @@ RUNTIME_FIELDS = (
   "oracle.cache",
   "oracle.cache_path",
   "oracle.reference.cache_dir",
+  "surrogate.cache_dir",
   "oracle.openai.base_url",
   "oracle.openai.api_key_env",
   "oracle.openai.concurrency",

@@ -49,7 +49,7 @@ def check_resumable(config, workdir: str) -> None:
 
 def process_oracle(config, workdir: str) -> Oracle | None:
   """With several processes, this process's own black box (None with one: `experiment` builds
-  it, and for a privacy-only anonymizer, which asks no one).
+  it, and for an anonymizer trained without the black box, which asks no one).
 
   Each process scores its own rows of every step (`anonymax.step.process_shards`), so each has
   its black box: its cache and usage file in `distributed.process_workdir`, its share of every
@@ -57,7 +57,7 @@ def process_oracle(config, workdir: str) -> Oracle | None:
   trained once and the others read its cache (give it a `config.oracle.reference.cache_dir` that
   every host sees).
   """
-  if jax.process_count() == 1 or config.get("objective") == "privacy_only":
+  if jax.process_count() == 1 or not experiment.needs_oracle(config):
     return None
   shared = config.copy_and_resolve_references()
   shared.oracle = distributed.divide_budgets(shared.oracle, jax.process_count())
@@ -171,7 +171,7 @@ def train_and_evaluate(config, workdir: str, *, oracle: Oracle | None = None) ->
 def log_scalars(metrics, state: TrainState, done: int, num_train: int, oracle_s, t_start) -> dict:
   """The step's metrics as floats, with the oracle counters; non-finite losses stop the run."""
   scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  for k in ("l_mllm", "l_privacy"):
+  for k in ("l_mllm", "l_surrogate", "l_privacy"):
     if k in scalars and not np.isfinite(scalars[k]):
       raise FloatingPointError(f"{k} is {scalars[k]} at step {done}: lower config.optim.gains.a")
   samples = int(state.oracle_samples)
@@ -198,5 +198,9 @@ def train_with_references(config, workdir: str, *, oracle: Oracle | None = None)
     logging.warning("training the reference anonymizer %r", name)
     reference = reference_anonymizers.reference_config(config, name)
     reference_dir = reference_anonymizers.reference_workdir(workdir, name)
+    if reference.get("surrogate") is not None and not reference.surrogate.get("cache_dir"):
+      # The surrogate-model rows share one fitted utility model (fitted once, by the first).
+      with reference.unlocked():
+        reference.surrogate.cache_dir = os.path.dirname(reference_dir)
     train_and_evaluate(reference, reference_dir, oracle=oracle)
   return state

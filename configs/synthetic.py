@@ -166,8 +166,15 @@ def build(variants: dict) -> ml_collections.ConfigDict:
   # "utility_and_privacy" (the paper) or "privacy_only" (utility weight 0, no black box).
   c.objective = "utility_and_privacy"
   # Reference anonymizers trained beside this one by launch/train.py, each in
-  # <workdir>/references/<name> (anonymax.reference_anonymizers): "constant_mask", "privacy_only".
-  c.references = () if smoke or scenes == "v1" else ("constant_mask", "privacy_only")
+  # <workdir>/references/<name> (anonymax.reference_anonymizers): "constant_mask", "privacy_only",
+  # "surrogate_model" (the U-Net trained through a white-box utility model) and "bdq".
+  c.references = (
+    () if smoke or scenes == "v1" else ("constant_mask", "privacy_only", "surrogate_model", "bdq")
+  )
+  # The white-box utility model of the surrogate rows (anonymax.surrogate_utility): a ReferenceNet
+  # fitted to the raw training split (reference_model.TrainConfig's fields; the run's seed).
+  c.surrogate = ml_collections.ConfigDict(dict(steps=40 if smoke else 1500, batch_size=64))
+  c.surrogate.cache_dir = ml_collections.FieldReference(None, field_type=str)
   c.privacy_loss = "neg_entropy"
   c.optim = ml_collections.ConfigDict()
   c.optim.zo_method = args["zo"]
