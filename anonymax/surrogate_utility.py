@@ -45,7 +45,9 @@ def settings(config) -> reference_model.TrainConfig:
   known = {f.name for f in dataclasses.fields(reference_model.TrainConfig)} - {"seed"}
   unknown = sorted(set(fields) - known)
   if unknown:
-    raise ValueError(f"config.surrogate: unknown field(s) {', '.join(unknown)}; known: {sorted(known)}")
+    raise ValueError(
+      f"config.surrogate: unknown field(s) {', '.join(unknown)}; known: {sorted(known)}"
+    )
   return reference_model.TrainConfig(seed=int(config.seed), **fields)
 
 
@@ -156,7 +158,9 @@ def fit(
   )
   if bar is not None:
     bar.close()
-  logging.info("surrogate utility model: final loss %.3f, %.0f s", info["final_loss"], info["seconds"])
+  logging.info(
+    "surrogate utility model: final loss %.3f, %.0f s", info["final_loss"], info["seconds"]
+  )
   if path is not None:
     os.makedirs(cache_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".surrogate.", suffix=".npz")

@@ -51,7 +51,9 @@ def test_the_surrogate_fits_the_raw_split_and_is_read_back_from_its_cache(
   # Other answers are another split: another key.
   other = experiment.load_split(exp.config, "train")
   other.queries[0] = type(other.queries[0])(other.queries[0].prompt, ("something else",))
-  assert surrogate_utility.cache_key(other, settings) != surrogate_utility.cache_key(split, settings)
+  assert surrogate_utility.cache_key(other, settings) != surrogate_utility.cache_key(
+    split, settings
+  )
 
 
 def test_bad_surrogate_settings_are_one_line_errors():
@@ -113,7 +115,9 @@ def test_the_surrogate_rows_train_without_the_black_box_and_are_evaluated(shared
   for name in ("surrogate_model", "bdq"):
     saved = json.loads((references / name / "config.json").read_text())
     assert saved["objective"] == "surrogate_model" and saved["optim"]["privacy_grad_scale"] == 1.0
-    rows = [json.loads(line) for line in (references / name / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+      json.loads(line) for line in (references / name / "metrics.jsonl").read_text().splitlines()
+    ]
     assert rows[-1]["oracle_samples"] == 0 and np.isfinite(rows[-1]["l_surrogate"])
   bdq = anonymizer.restore(str(references / "bdq"))
   assert bdq.description["model"]["name"] == "bdq" and bdq.step == 2

@@ -28,7 +28,14 @@ from anonymax.step.state import TrainState
 
 
 def make_white_box_step(
-  anonymizer, reviewer, optimizer, reviewer_tx, surrogate, *, privacy_loss: str, utility_ideal: float
+  anonymizer,
+  reviewer,
+  optimizer,
+  reviewer_tx,
+  surrogate,
+  *,
+  privacy_loss: str,
+  utility_ideal: float,
 ):
   """`step(state, u_visuals, u_ids, p_visuals, p_labels, *, next_visuals=None)` → (state, metrics).
 
