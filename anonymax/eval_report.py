@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -73,15 +75,23 @@ def tradeoff_figure(path: str, result: dict) -> None:
   plt.close(fig)
 
 
-def samples_figure(path: str, panels: list[tuple[str, np.ndarray, list[str]]], prompts, n=8):
-  """A grid: one row per (title, uint8 visuals, the black box's answers), n samples across.
+def samples_figure(
+  path: str,
+  panels: list[tuple[str, np.ndarray, list[str], Sequence[float] | None]],
+  prompts: Sequence[str],
+  n: int = 8,
+  references: Sequence[str] | None = None,
+):
+  """A grid (the paper's Figs. 5-7): one row per (title, uint8 visuals, the black box's answers,
+  their scores or None), n samples across; the question (and its most common reference answer)
+  above each column. An answer scoring above 0 is drawn green, one scoring 0 red.
 
   Clips show their middle frame.
   """
   plt = _pyplot()
   n = min(n, panels[0][1].shape[0])
   fig, axes = plt.subplots(len(panels), n, figsize=(1.9 * n, 2.2 * len(panels)), squeeze=False)
-  for r, (title, visuals, answers) in enumerate(panels):
+  for r, (title, visuals, answers, scores) in enumerate(panels):
     for j in range(n):
       img = visuals[j]
       if img.ndim == 4:
@@ -90,11 +100,15 @@ def samples_figure(path: str, panels: list[tuple[str, np.ndarray, list[str]]], p
       ax.imshow(img, interpolation="nearest")
       ax.set_xticks([])
       ax.set_yticks([])
-      ax.set_xlabel(f"{answers[j][:18]}", fontsize=7)
+      colour = "black" if scores is None else ("tab:green" if scores[j] > 0 else "tab:red")
+      ax.set_xlabel(f"{answers[j][:18]}", fontsize=7, color=colour)
       if j == 0:
         ax.set_ylabel(title, fontsize=8)
       if r == 0:
-        ax.set_title(prompts[j][:28], fontsize=6)
+        heading = prompts[j][:28]
+        if references is not None:
+          heading += f"\n({references[j][:20]})"
+        ax.set_title(heading, fontsize=6)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

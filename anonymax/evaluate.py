@@ -21,6 +21,7 @@ on their own (`anonymax.anonymizer`): no reviewer or optimizer state is rebuilt.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -48,7 +49,8 @@ from anonymax.types import STATUS_OK
 def utility(
   oracle: Oracle, visuals: np.ndarray, split: Split, batch_size: int = 64, *, scoring="official"
 ) -> dict:
-  """The black box on uint8 visuals: accuracy (%), per question type, mean loss, answers.
+  """The black box on uint8 visuals: accuracy (%), per question type, mean loss, answers and
+  each answer's score (VQA accuracy or top-1 hit, in [0, 1]).
 
   VQA accuracy is `answer_scoring.accuracy` under `scoring` (``config.oracle.answer_scoring``):
   "official" scores the reply as given, "free_form" the reference answer a sentence states.
@@ -81,6 +83,7 @@ def utility(
     "loss": float(np.mean(np.asarray(losses)[ok])) if ok.any() else float("nan"),
     "failed": int((~ok).sum()),
     "answers": answers,
+    "scores": [float(x) for x in scores],
   }
 
 
@@ -299,7 +302,11 @@ def write_outputs(workdir, config, result, split, shown, utilities, send_raw) ->
     *config.eval.get("sample_baselines", ("obf_face_blur_strong", "downsample_x4")),
   ):
     if name in shown:
-      answers = utilities[name]["answers"] if utilities.get(name) else ["(not sent)"] * n
-      panels.append((name, shown[name], answers))
+      u = utilities.get(name)
+      answers = u["answers"][:n] if u else ["(not sent)"] * n
+      panels.append((name, shown[name], answers, u["scores"][:n] if u else None))
   questions = [q.prompt for q in split.queries[:n]]
-  eval_report.samples_figure(os.path.join(workdir, "samples.png"), panels, questions, n=n)
+  references = [collections.Counter(q.answers).most_common(1)[0][0] for q in split.queries[:n]]
+  eval_report.samples_figure(
+    os.path.join(workdir, "samples.png"), panels, questions, n=n, references=references
+  )

@@ -9,14 +9,17 @@ rewritten at any time (`anonymax.suite_runner` does after every run).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from anonymax import eval_report, suites
+from anonymax import eval_report, suite_calls, suite_fronts, suites
 
 REPORT_FILE = "README.md"
 FIGURE_FILE = "tradeoff.png"
+SAMPLES_FILE = "samples.png"  # the method's raw vs anonymized grid, copied from its seed-0 run
+LANDSCAPE_FILE = "landscape.png"  # SPSA and ours on a 2-D toy loss (anonymax.loss_landscape)
 
 
 def spread(values: Sequence[float | None]) -> tuple[float, float, int] | None:
@@ -78,9 +81,23 @@ def _figures(s: Mapping) -> str:
   return f"{_fmt(s.get('utility'))} / {_fmt(s.get('privacy_cmap_max'))}"
 
 
-def claims(rows: Sequence[suites.SuiteRow], summaries: Mapping[str, dict], table1: Mapping) -> list:
-  """The paper's orderings, each as (claim, verdict, the figures it rests on)."""
+def claims(
+  rows: Sequence[suites.SuiteRow],
+  summaries: Mapping[str, dict],
+  table1: Mapping,
+  volumes: Mapping[str, dict] | None = None,
+  calls: Mapping[str, list[dict]] | None = None,
+) -> list:
+  """The paper's orderings, each as (claim, verdict, the figures it rests on); `volumes` are the
+  fronts' hypervolumes (`anonymax.suite_fronts.hypervolumes`), `calls` the Table 6 rows'
+  calls.json records (`anonymax.suite_runner.load_calls`)."""
   out = []
+  volumes = volumes or {}
+  if "ours" in volumes and len(volumes) > 1:
+    best = max(volumes, key=lambda m: volumes[m]["hv"])
+    verdict = "holds" if volumes["ours"]["hv"] >= volumes[best]["hv"] else "does not hold"
+    detail = ", ".join(f"{m} {v['hv']:.0f}" for m, v in volumes.items())
+    out.append(("ours has the front with the largest hypervolume", verdict, detail))
   have = {r.name for r in rows}
   ours = summaries.get("ours", {})
   if table1 and ours:
@@ -106,17 +123,20 @@ def claims(rows: Sequence[suites.SuiteRow], summaries: Mapping[str, dict], table
     verdict = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
     detail = "; ".join(f"{n}: {_figures(summaries.get(n, {}))}" for n in chain)
     out.append(("augmented Tchebycheff ≥ Tchebycheff ≥ weighted sum", verdict, detail))
-  if {"ours", "spsa", "spsa_gc"} <= have:
-    calls = {
+  measured_calls = suite_calls.claim(calls or {})
+  if measured_calls is not None:
+    out.append(measured_calls)
+  elif {"ours", "spsa", "spsa_gc"} <= have:
+    budget = {
       n: _mean(summaries.get(n, {}).get("calls_per_sample")) for n in ("ours", "spsa_gc", "spsa")
     }
-    detail = ", ".join(f"{n} {c:.1f}" if c is not None else f"{n} n/a" for n, c in calls.items())
+    detail = ", ".join(f"{n} {c:.1f}" if c is not None else f"{n} n/a" for n, c in budget.items())
     out.append(
       (
-        "calls per sample: ours < SPSA-GC < SPSA",
+        "calls to a fixed validation target: ours < SPSA-GC < SPSA",
         "not measured",
-        "calls to a fixed validation target are not measured yet; at the fixed budget every "
-        f"method makes the same calls per training sample ({detail})",
+        "calls to the validation target are measured after the training runs; at the fixed "
+        f"budget every method makes the same calls per training sample ({detail})",
       )
     )
   for row in rows:
@@ -138,10 +158,31 @@ def _paper(row: suites.SuiteRow) -> list[str]:
   return [f"{u:.1f}", f"{p:.1f}", "" if c is None else f"{c:.0f}"]
 
 
-def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, quick, base) -> str:
-  """Writes `<out>/README.md` (and tradeoff.png when anything is measured); returns its path."""
+def write(
+  out: str,
+  suite: str,
+  rows,
+  results: Mapping[str, list],
+  *,
+  seeds,
+  quick,
+  base,
+  calls: Mapping[str, list[dict]] | None = None,
+) -> str:
+  """Writes `<out>/README.md` (and its figures when anything is measured); returns its path.
+
+  `results` are the runs' result.json records, `calls` the Table 6 rows' calls.json records.
+  """
+  calls = calls or {}
   summaries = {name: summary(records) for name, records in results.items()}
   table1 = evaluation_rows(results.get("ours", []))
+  some = next((r for records in results.values() for r in records), None)
+  weights = {
+    n: records[0]["weights"] for n, records in results.items() if records[0].get("weights")
+  }
+  points = suite_fronts.fronts(rows, summaries, weights)
+  refs = suite_fronts.reference_points(table1, None if some is None else some.get("chance_cmap"))
+  volumes = suite_fronts.hypervolumes(points, *refs) if refs else {}
   finished = sum(len(v) for v in results.values())
   total = len(rows) * seeds
   quick_flag = " --quick" if quick else ""
@@ -155,7 +196,6 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
     "UCF101-VISPR with Video-LLaVA, another benchmark: compare orderings, not values.",
     "",
   ]
-  some = next((r for records in results.values() for r in records), None)
   if some is not None:
     lines += [
       f"Utility metric `{some.get('utility_metric')}`; chance cMAP (a random scorer on the same "
@@ -165,7 +205,7 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
       "",
     ]
   lines += ["## The paper's claims on this benchmark", ""]
-  found = claims(rows, summaries, table1)
+  found = claims(rows, summaries, table1, volumes, calls)
   lines += [f"- **{c}**: {v} ({d})." for c, v, d in found] or ["- nothing measured yet."]
   lines.append("")
   if table1:
@@ -184,10 +224,13 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
     members = [r for r in rows if table in r.tables]
     if table == "table1" or not members:
       continue
+    if table == "fronts":
+      lines += suite_fronts.markdown(points, refs, volumes, title)
+      continue
     lines += [
       f"## {title}",
       "",
-      "| row | utility ↑ | cMAP ↓ | calls / sample | seeds | paper utility | paper cMAP | paper calls |",
+      "| row | utility ↑ | cMAP ↓ | training calls / sample | seeds | paper utility | paper cMAP | paper calls |",
       "|---|---|---|---|---|---|---|---|",
     ]
     for r in members:
@@ -197,6 +240,8 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
         f"{_fmt(s.get('calls_per_sample'))} | {s.get('seeds', 0)} | " + " | ".join(_paper(r)) + " |"
       )
     lines.append("")
+    if table == "table6":
+      lines += suite_calls.markdown(members, calls)
   for table, missing in suites.NOT_YET.items():
     if any(table in r.tables for r in rows):
       lines.append(f"Not in this suite yet ({table}): {', '.join(missing)}.")
@@ -219,12 +264,51 @@ def write(out: str, suite: str, rows, results: Mapping[str, list], *, seeds, qui
         lines.append(f"  seed {record['seed']} **diverged**: {record['failed']}")
     if first.get("eval_command"):
       lines.append(f"  then `{first['eval_command']}`")
+  figures = []
+  if os.path.exists(os.path.join(out, LANDSCAPE_FILE)):
+    figures += [
+      "## SPSA and ours on a 2-D loss landscape (the paper's Fig. 3 shape)",
+      "",
+      "An illustration, not a measurement: both run `anonymax.optim` with the same gains, seed "
+      "and oracle noise on a toy valley (`python -m anonymax.loss_landscape`); at equal a the "
+      "history's factor (1 + I_k) also lengthens ours' steps. With each method's step size "
+      "tuned, the call counts are Table 6's above and `benchmarks/zo_calls.md`'s.",
+      "",
+      f"![loss landscape]({LANDSCAPE_FILE})",
+      "",
+    ]
+  if _copy_samples(out, results):
+    figures += [
+      "## Raw and anonymized images with the black box's answers (the paper's Figs. 5-7 shape)",
+      "",
+      "The method's seed-0 run on the first test images: the question and its most common "
+      "reference answer above each column, each row's answer below (green: scored above 0, red: "
+      "wrong).",
+      "",
+      f"![samples]({SAMPLES_FILE})",
+      "",
+    ]
+  at = lines.index("## Commands")
+  lines[at:at] = figures
   path = os.path.join(out, REPORT_FILE)
   with open(path + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(path + ".tmp", path)
   _figure(out, rows, summaries, table1, some)
+  if points and refs is not None:
+    metric = some.get("utility_metric", "utility")
+    suite_fronts.figure(os.path.join(out, suite_fronts.FIGURE_FILE), points, refs, metric)
   return path
+
+
+def _copy_samples(out: str, results: Mapping[str, list]) -> bool:
+  """Copies the method's first finished run's samples.png beside the report; whether it did."""
+  for record in results.get("ours", []):
+    source = os.path.join(out, "runs", "ours", f"seed_{record['seed']}", SAMPLES_FILE)
+    if os.path.exists(source):
+      shutil.copyfile(source, os.path.join(out, SAMPLES_FILE))
+      return True
+  return False
 
 
 def _figure(out, rows, summaries, table1, some) -> None:

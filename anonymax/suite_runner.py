@@ -11,6 +11,11 @@ Each (row, seed) is one run in `<out>/runs/<row>/seed_<s>`:
   4. `result.json` is written last, atomically: a row with one is finished and never rerun. A
      row whose training diverges (non-finite losses) is finished too, its result saying so.
 
+Then every Table 6 row's oracle calls to a fixed validation target are measured
+(`anonymax.calls_to_target`, `run_calls`): the step size tuned once per row on the tuning seeds
+(`<out>/runs/<row>/calls_tuning.json`), then one run per suite seed (`calls.json` in the seed's
+folder), both written atomically and never redone.
+
 After every finished run the report (`anonymax.suite_report`) is rewritten, so a partial suite
 already has one.
 """
@@ -31,8 +36,10 @@ from tqdm import tqdm
 from anonymax import (
   anonymizer,
   black_boxes,
+  calls_to_target,
   checkpoint,
   evaluate,
+  loss_landscape,
   privacy_judge,
   run_config,
   suite_report,
@@ -41,6 +48,8 @@ from anonymax import (
 )
 
 RESULT_FILE = "result.json"
+CALLS_FILE = "calls.json"
+TUNING_FILE = "calls_tuning.json"
 SUITE_FILE = "suite.json"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -168,6 +177,7 @@ def run_row(
     "row": row.name,
     "seed": seed,
     "train_command": train_command(argv, workdir),
+    "weights": [float(w) for w in saved.optim.scalarization.weights],
     **_training_record(workdir, saved),
   }
   if full_evaluation:
@@ -191,6 +201,69 @@ def run_row(
   record = json.loads(json.dumps(record, default=float))  # plain JSON types
   _write_atomic(os.path.join(workdir, RESULT_FILE), evaluate.nan_to_none(record))
   return record
+
+
+def run_calls(
+  base: str,
+  row: suites.SuiteRow,
+  seed: int,
+  out: str,
+  settings: dict,
+  *,
+  quick: bool,
+  extra: Sequence[str] = (),
+) -> dict:
+  """The row's oracle calls to the validation target for suite seed `seed` (`calls.json`).
+
+  The step size a is tuned once per row (`settings`: `suites.calls_settings`) and kept in
+  `<out>/runs/<row>/calls_tuning.json`; the reported run uses training seed tune_seeds + seed.
+  """
+  config = parse_config(row_argv(base, row, seed, quick=quick, extra=extra))
+  task = calls_to_target.Task(**settings["task"])
+  oracle = black_boxes.make_oracle(config)
+  validation = calls_to_target.Validation(config, oracle, task.validation)
+
+  def one(a: float, s: int) -> dict:
+    return calls_to_target.run(
+      calls_to_target.task_config(config, task, a=a, seed=s), task, oracle, validation
+    )
+
+  tuning_path = os.path.join(out, "runs", row.name, TUNING_FILE)
+  if os.path.exists(tuning_path):
+    with open(tuning_path) as f:
+      chosen = json.load(f)["chosen_a"]
+  else:
+    seeds = range(settings["tune_seeds"])
+    chosen, runs = calls_to_target.tune(
+      lambda a: [one(a, s) for s in seeds], settings["grid"], settings["extensions"]
+    )
+    os.makedirs(os.path.dirname(tuning_path), exist_ok=True)
+    _write_atomic(tuning_path, {"row": row.name, "chosen_a": chosen, "runs": runs} | settings)
+  reported = one(chosen, settings["tune_seeds"] + seed)
+  record = {
+    **reported,
+    "train_seed": reported["seed"],
+    "row": row.name,
+    "seed": seed,  # the suite's seed, as in result.json
+    "chosen_a": chosen,
+    "missed": reported["calls_to_target"] is None,
+    "calls_per_sample_to_target": reported["calls_counted"] / max(1, int(config.data.num_train)),
+  }
+  record = json.loads(json.dumps(record, default=float))
+  _write_atomic(os.path.join(run_dir(out, row, seed), CALLS_FILE), record)
+  return record
+
+
+def load_calls(out: str, rows, seeds: int) -> dict[str, list[dict]]:
+  """{row name: the measured calls.json records, by seed}."""
+  found = {}
+  for row in rows:
+    for seed in range(seeds):
+      path = os.path.join(run_dir(out, row, seed), CALLS_FILE)
+      if os.path.exists(path):
+        with open(path) as f:
+          found.setdefault(row.name, []).append(json.load(f))
+  return found
 
 
 def check_same_suite(out: str, settings: dict) -> None:
@@ -237,21 +310,33 @@ def run_suite(
   base = suites.BASE_CONFIGS[suite]
   os.makedirs(out, exist_ok=True)
   check_same_suite(out, {"suite": suite, "quick": bool(quick), "set": list(extra)})
-  jobs = [(row, seed) for seed in range(seeds) for row in rows]  # seed 0 of every row first
-  todo = [
-    (r, s) for r, s in jobs if not os.path.exists(os.path.join(run_dir(out, r, s), RESULT_FILE))
-  ]
+  # Seed 0 of every row first; then Table 6's calls to the validation target.
+  jobs = [(row, seed, RESULT_FILE) for seed in range(seeds) for row in rows]
+  jobs += [(row, seed, CALLS_FILE) for seed in range(seeds) for row in suites.calls_rows(rows)]
+  todo = [job for job in jobs if not os.path.exists(os.path.join(run_dir(out, *job[:2]), job[2]))]
+  settings = suites.calls_settings(suite, quick)
+  landscape = os.path.join(out, suite_report.LANDSCAPE_FILE)
+  if not os.path.exists(landscape):  # the paper's Fig. 3: seconds, from anonymax.optim itself
+    loss_landscape.figure(landscape, loss_landscape.trajectories())
+
+  def report():
+    done = load_results(out, rows, seeds)
+    calls = load_calls(out, rows, seeds)
+    suite_report.write(out, suite, rows, done, seeds=seeds, quick=quick, base=base, calls=calls)
+    return done
+
   bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="suite", position=0)
   try:
-    for row, seed in todo:
-      bar.set_postfix_str(f"{row.name} seed {seed}")
-      logging.warning("suite %s: %s, seed %d", suite, row.name, seed)
-      run_row(base, row, seed, out, quick=quick, extra=extra)
+    for row, seed, kind in todo:
+      what = "calls to target" if kind == CALLS_FILE else "train and score"
+      bar.set_postfix_str(f"{row.name} seed {seed}: {what}")
+      logging.warning("suite %s: %s, seed %d (%s)", suite, row.name, seed, what)
+      if kind == CALLS_FILE:
+        run_calls(base, row, seed, out, settings, quick=quick, extra=extra)
+      else:
+        run_row(base, row, seed, out, quick=quick, extra=extra)
       bar.update(1)
-      done = load_results(out, rows, seeds)
-      suite_report.write(out, suite, rows, done, seeds=seeds, quick=quick, base=base)
+      report()
   finally:
     bar.close()
-  done = load_results(out, rows, seeds)
-  suite_report.write(out, suite, rows, done, seeds=seeds, quick=quick, base=base)
-  return done
+  return report()

@@ -18,6 +18,11 @@ run's judge suite, and writes the report (`anonymax.suite_report`). Rows that th
   paper    the paper as written (no Adam preconditioning, every parameter perturbed, h_k
            unscaled, equal weights, a residual head) and each of today's deviations from it
            undone one at a time on the method, so the report says what each one buys
+  fronts   a sweep over λ (`FRONT_WEIGHTS`) for the method, SPSA and the surrogate-model
+           baseline: each method's Pareto front and its hypervolume
+
+Table 6's rows also get their oracle calls to a fixed validation target (`CALLS_SETTINGS`,
+`anonymax.calls_to_target`), measured after the training runs.
 
 The paper's own figures (UCF101-VISPR with Video-LLaVA, Tables 5-7) come with the rows for
 reference; they are another benchmark, so only orderings can be compared.
@@ -59,6 +64,8 @@ class SuiteRow:
     overrides: config field (dotted) → value, on top of the suite's base config.
     paper: the paper's figures for the row (utility %, privacy cMAP %, calls per sample or None),
       UCF101-VISPR with Video-LLaVA; None where the paper has no such row.
+    front: the method whose Pareto front (a sweep over λ, `FRONT_WEIGHTS`) the row is a point
+      of, or None.
   """
 
   name: str
@@ -66,13 +73,54 @@ class SuiteRow:
   tables: tuple[str, ...]
   overrides: Mapping[str, object] = dataclasses.field(default_factory=dict)
   paper: tuple[float, float, float | None] | None = None
+  front: str | None = None
+
+
+# The Pareto fronts: the method, SPSA and the surrogate-model baseline each trained again at
+# these utility weights λ_u (λ = (λ_u, 1 − λ_u)); with the rows at the base config's λ (and the
+# method's equal_weights row) each front has three points.
+FRONT_WEIGHTS = (0.5, 0.8)
+FRONT_METHODS = {
+  "ours": ("Ours", {}),
+  "spsa": ("SPSA", {"optim.zo_method": "spsa"}),
+  # The surrogate-model baseline (Table 1's references/surrogate_model) as a suite row of its own.
+  "surrogate_model": (
+    "Surrogate model",
+    {"objective": "surrogate_model", "optim.privacy_grad_scale": 1.0},
+  ),
+}
+
+
+def front_rows(weights: tuple[float, ...]) -> list[SuiteRow]:
+  """The λ sweep's rows not already in the tables: `<method>_w<λ_u>` for each front method and
+  weight (ours at 0.5 is the equal_weights row), and the surrogate model at the base λ."""
+  rows = [
+    SuiteRow(
+      "surrogate_model", "Surrogate model (white-box utility, base λ)", ("fronts",),
+      FRONT_METHODS["surrogate_model"][1], front="surrogate_model",
+    )
+  ]  # fmt: skip
+  for method, (label, overrides) in FRONT_METHODS.items():
+    for u in weights:
+      if method == "ours" and u == 0.5:
+        continue
+      rows.append(
+        SuiteRow(
+          f"{method}_w{u:g}", f"{label}, λ = ({u:g}, {1 - u:g})", ("fronts",),
+          {**overrides, "optim.scalarization.weights": (u, round(1 - u, 6))}, front=method,
+        )
+      )  # fmt: skip
+  return rows
 
 
 # The paper's method: Tables 5, 6 and 7 all report it as "Ours" (48.4 / 54.6, 24 calls).
 _OURS_PAPER = (48.4, 54.6, 24.0)
 
 PAPER_ROWS = (
-  SuiteRow("ours", "Ours", ("table1", "table5", "table6", "table7", "paper"), {}, _OURS_PAPER),
+  SuiteRow(
+    "ours", "Ours", ("table1", "table5", "table6", "table7", "paper", "fronts"), {}, _OURS_PAPER,
+    front="ours",
+  ),
   # Table 5: the scalarization (Eqs. 4-6).
   SuiteRow(
     "weighted_sum", "w/ weighted sum (Eq. 4)", ("table5",),
@@ -93,7 +141,10 @@ PAPER_ROWS = (
     "reinforce", "RL (REINFORCE with a running-mean baseline)", ("table6",),
     {"optim.zo_method": "reinforce"},
   ),
-  SuiteRow("spsa", "SPSA", ("table6",), {"optim.zo_method": "spsa"}, (35.7, 57.5, 136.0)),
+  SuiteRow(
+    "spsa", "SPSA", ("table6", "fronts"), {"optim.zo_method": "spsa"}, (35.7, 57.5, 136.0),
+    front="spsa",
+  ),
   SuiteRow(
     "spsa_gc", "SPSA-GC", ("table6",), {"optim.zo_method": "spsa_gc"}, (37.9, 57.1, 80.0)
   ),
@@ -137,10 +188,11 @@ PAPER_ROWS = (
     {"optim.privacy_grad_scale": 1.0},
   ),
   SuiteRow(
-    "equal_weights", "Ours, equal weights λ = (0.5, 0.5)", ("paper",),
-    {"optim.scalarization.weights": (0.5, 0.5)},
+    "equal_weights", "Ours, equal weights λ = (0.5, 0.5)", ("paper", "fronts"),
+    {"optim.scalarization.weights": (0.5, 0.5)}, front="ours",
   ),
   SuiteRow("residual_head", "Ours, residual head", ("paper",), dict(RESIDUAL_HEAD)),
+  *(front_rows(FRONT_WEIGHTS)),
 )  # fmt: skip
 
 # Two rows for the tests: the method (with its Table 1 evaluation) and SPSA.
@@ -155,12 +207,36 @@ TABLES = {
   "table6": "Table 6: zeroth-order methods",
   "table7": "Table 7: the critical history",
   "paper": "The paper as written, and what each of today's deviations buys",
+  "fronts": "Pareto fronts: a sweep over λ",
 }
-NOT_YET = {
-  "table6": (
-    "calls per sample to a fixed validation target (benchmarks/zo_task.py measures them)",
-  ),
-}
+NOT_YET: dict[str, tuple[str, ...]] = {}
+
+# Table 6's oracle calls to a fixed validation target (`anonymax.calls_to_target`), measured for
+# every Table 6 row after the training runs: the task's sizes (`calls_to_target.Task` fields), the
+# step-size grid, the tuning seeds (the reported seed of suite seed s is tune_seeds + s) and how
+# often the grid may be extended at an edge. `benchmarks/zo_task.py` runs the same task.
+CALLS_SETTINGS = {
+  "paper": {"task": {}, "grid": (0.05, 0.15, 0.45, 1.35), "tune_seeds": 2, "extensions": 2},
+  "smoke": {
+    "task": {"steps": 4, "eval_every": 2, "validation": 16, "progress": 0.002},
+    "grid": (0.04,), "tune_seeds": 1, "extensions": 0,  # one point: the tests' time
+  },
+}  # fmt: skip
+# --quick: one tuning seed, a coarser grid, a shorter run.
+QUICK_CALLS = {"task": {"steps": 100}, "grid": (0.15, 0.45, 1.35), "tune_seeds": 1, "extensions": 1}
+
+
+def calls_settings(suite: str, quick: bool) -> dict:
+  """The calls-to-target settings of `suite` (with --quick's for the paper suite)."""
+  settings = dict(CALLS_SETTINGS[suite])
+  if quick and suite == "paper":
+    settings |= QUICK_CALLS
+  return settings
+
+
+def calls_rows(rows) -> tuple[SuiteRow, ...]:
+  """The rows whose calls to the validation target are measured: Table 6's."""
+  return tuple(r for r in rows if "table6" in r.tables)
 
 
 def suite_rows(name: str) -> tuple[SuiteRow, ...]:

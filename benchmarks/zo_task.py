@@ -17,6 +17,9 @@ v2 and counts the black box's training calls until the anonymizer reaches a fixe
   target over the tuning seeds (0..T−1); the next `--seeds` seeds are run with that a and
   reported, median.
 
+The task, the run and the tuning rule are `anonymax.calls_to_target`'s, which the experiment
+suites also run for every Table 6 row (`launch/experiments.py`).
+
 * `guided` is `zo_method="guided"` (anonymax.optim.guided) with its subspace spanned by its own
   past estimates: the trainer has no surrogate of the black box yet, so no `guide=` is passed;
   any other `zo_method` (`es`, `cma_es`, `reinforce`) can be added with `--methods`.
@@ -84,20 +87,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   return args
 
 
-def task_config(args, method: str, a: float, seed: int):
-  """scenes v2, utility first, a mask painting most of the image at the start."""
+def base_config(args, method: str):
+  """scenes v2 with `method`; the task's settings are `calls_to_target.task_config`'s."""
   from anonymax.configs import synthetic  # noqa: PLC0415
 
   c = synthetic.get_config("scenes=v2" + (",smoke" if args.smoke else ""))
   c.optim.zo_method = method
-  c.optim.gains.a = a
-  c.optim.scalarization.weights = (0.999, 0.001)
-  c.optim.scalarization.ideal = (0.0, None)  # utility is always the objective Eq. 11 selects
-  c.anonymizer.mask_init_logit = args.mask_init_logit
-  c.batch_size = args.batch_size
-  c.references = ()
-  c.total_steps = args.steps
-  c.seed = seed
   if args.data_dir:
     c.data.data_dir = args.data_dir
   if args.cache_dir:
@@ -105,96 +100,14 @@ def task_config(args, method: str, a: float, seed: int):
   return c
 
 
-class Validation:
-  """The black box's mean NLL on the first examples of the validation split, anonymized."""
+def task(args):
+  """The task's sizes from the flags."""
+  from anonymax.calls_to_target import Task  # noqa: PLC0415
 
-  def __init__(self, config, oracle, size: int):
-    from anonymax import experiment  # noqa: PLC0415
-
-    split = experiment.load_split(config, "validation")
-    n = min(size, len(split))
-    self.visuals, self.queries, self.oracle = split.visuals[:n], split.queries[:n], oracle
-
-  def loss(self, visuals) -> float:
-    import numpy as np  # noqa: PLC0415
-
-    out = self.oracle.query(np.asarray(visuals), self.queries)
-    return float(np.mean(np.asarray(out.losses, np.float64)))
-
-
-def run(args, method: str, a: float, seed: int, oracle, validation) -> dict:
-  """One training run until the target or `--steps`; returns calls to the target and the curve."""
-  import jax  # noqa: PLC0415
-  import numpy as np  # noqa: PLC0415
-
-  from anonymax import experiment  # noqa: PLC0415
-  from anonymax.types import to_uint8  # noqa: PLC0415
-
-  config = task_config(args, method, a, seed)
-  exp = experiment.build(config, oracle=oracle)
-  apply = jax.jit(lambda p, x: exp.anonymizer.apply({"params": p}, x))
-
-  def val_loss(params) -> float:
-    x = validation.visuals.astype(np.float32) / 255.0
-    return validation.loss(to_uint8(np.asarray(apply(params, x))))
-
-  state = exp.init_state()
-  start, raw = val_loss(state.params), validation.loss(validation.visuals)
-  target = start - args.progress * (start - raw)
-  step_fn = exp.train_step()
-  curve, reached = [(0, 0, start)], None
-  batch = exp.batch(0)
-  for step in range(args.steps):
-    nxt = exp.batch(step + 1) if step + 1 < args.steps else None
-    state, _ = step_fn(state, *batch, next_visuals=None if nxt is None else nxt[0])
-    batch = nxt
-    if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-      loss = val_loss(state.params)
-      calls = int(state.oracle_samples)
-      curve.append((step + 1, calls, loss))
-      if not np.isfinite(loss):
-        break
-      if loss <= target:
-        reached = calls
-        break
-  max_calls = 2 * config.optim.num_samples * config.batch_size * args.steps
-  return {
-    "method": method,
-    "a": a,
-    "seed": seed,
-    "calls_to_target": reached,
-    "calls_counted": reached if reached is not None else max_calls,
-    "start_nll": start,
-    "raw_nll": raw,
-    "target_nll": target,
-    "curve": curve,
-  }
-
-
-def tune(try_a, grid: Sequence[float], extensions: int) -> tuple[float, list[dict]]:
-  """The a with the fewest median calls over the tuning seeds (ties: the smaller a).
-
-  The same rule for every method: when the best a is the grid's largest (smallest) point, the
-  grid is extended by ×3 (÷3) beyond it, at most ``extensions`` times.
-  """
-  scores, runs = {}, []
-
-  def score(a):
-    out = try_a(a)
-    runs.extend(out)
-    scores[a] = statistics.median(r["calls_counted"] for r in out)
-
-  for a in grid:
-    score(a)
-  for _ in range(extensions):
-    best = min(scores, key=lambda a: (scores[a], a))
-    if best == max(scores):
-      score(best * 3)
-    elif best == min(scores):
-      score(best / 3)
-    else:
-      break
-  return min(scores, key=lambda a: (scores[a], a)), runs
+  return Task(
+    steps=args.steps, eval_every=args.eval_every, validation=args.validation,
+    batch_size=args.batch_size, mask_init_logit=args.mask_init_logit, progress=args.progress,
+  )  # fmt: skip
 
 
 def plot_curves(reported: dict[str, list[dict]], path: str) -> None:
@@ -247,29 +160,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if args.from_log:
     chosen, reported, tuned = read_log(args.from_log)
     return summarise(args, chosen, reported, tuned)
-  from anonymax import black_boxes  # noqa: PLC0415
+  from anonymax import black_boxes, calls_to_target  # noqa: PLC0415
 
-  first = task_config(args, args.methods[0], args.grid[0], 0)
+  first = base_config(args, args.methods[0])
   oracle = black_boxes.make_oracle(first)
-  validation = Validation(first, oracle, args.validation)
+  validation = calls_to_target.Validation(first, oracle, args.validation)
   chosen, reported, tuned = {}, {}, {}
-  tune_seeds = list(range(args.tune_seeds))
-  report_seeds = list(range(args.tune_seeds, args.tune_seeds + args.seeds))
+
+  def show(phase, record):
+    print(json.dumps({"phase": phase} | record), flush=True)
+
   for method in args.methods:
-
-    def try_a(a, method=method):
-      runs = [run(args, method, a, s, oracle, validation) for s in tune_seeds]
-      for r in runs:
-        print(json.dumps({"phase": "tune"} | r), flush=True)
-      return runs
-
-    best, tuning = tune(try_a, args.grid, args.extensions)
-    tuned[method] = tuning
-    chosen[method] = best
-    runs = [run(args, method, best, s, oracle, validation) for s in report_seeds]
-    for r in runs:
-      print(json.dumps({"phase": "report"} | r), flush=True)
-    reported[method] = runs
+    out = calls_to_target.measure(
+      base_config(args, method), task(args), oracle, validation, grid=args.grid,
+      tune_seeds=range(args.tune_seeds),
+      report_seeds=range(args.tune_seeds, args.tune_seeds + args.seeds),
+      extensions=args.extensions, on_run=show,
+    )  # fmt: skip
+    chosen[method], reported[method], tuned[method] = out["chosen_a"], out["runs"], out["tuning"]
   return summarise(args, chosen, reported, tuned)
 
 

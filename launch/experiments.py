@@ -10,7 +10,10 @@ report shows, for every seed, in <out>/runs/<row>/seed_<s>, and scored on the te
 Rerunning the same command resumes: finished runs are not rerun, an interrupted one continues
 from its latest checkpoint. <out>/README.md (rewritten after every run) has the tables, the
 paper's figures beside them, which of the paper's claims hold here, and every row's command;
-<out>/tradeoff.png plots every row.
+beside it tradeoff.png (every row), fronts.png (each method's front over λ, with hypervolumes in
+the report), samples.png (raw and anonymized images with the black box's answers) and
+landscape.png (SPSA and ours on a 2-D toy loss). After the training runs, each Table 6 row's
+oracle calls to a fixed validation target are measured (anonymax/calls_to_target.py).
 """
 
 from absl import app, flags, logging

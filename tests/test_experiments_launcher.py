@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from anonymax import suites
 from tests.test_end_to_end import ROOT, launch
 
 
@@ -71,6 +72,31 @@ def test_a_two_row_suite_runs_end_to_end_and_resumes_after_a_kill(tmp_path):
   )
   assert "| obf_face_blacken | baseline |" in report
   assert (out / "tradeoff.png").stat().st_size > 1000
+  # The method's raw vs anonymized grid beside the report; both rows as points of their fronts,
+  # with hypervolumes against the raw row of the method's evaluation.
+  assert (out / "samples.png").read_bytes() == (ours / "samples.png").read_bytes()
+  assert "![samples](samples.png)" in report
+  assert result["weights"] == list(json.loads((spsa / "config.json").read_text())["optim"][
+    "scalarization"]["weights"])  # fmt: skip
+  assert "**ours has the front with the largest hypervolume**" in report
+  assert (out / "fronts.png").stat().st_size > 1000
+  assert (out / "landscape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+  # Table 6's calls to the validation target: a tuned on the smoke grid's tuning seed 0, then
+  # the reported run on seed 1, at most 2 q B steps calls (q = 1, B = 8, 4 steps).
+  settings = suites.calls_settings("smoke", quick=False)
+  for row_dir in (ours, spsa):
+    calls = json.loads((row_dir / "calls.json").read_text())
+    tuning = json.loads((row_dir.parent / "calls_tuning.json").read_text())
+    assert [r["a"] for r in tuning["runs"]] == list(settings["grid"])
+    best = min(tuning["runs"], key=lambda r: (r["calls_counted"], r["a"]))
+    assert calls["chosen_a"] == tuning["chosen_a"] == best["a"]
+    assert calls["seed"] == 0 and calls["train_seed"] == 1
+    assert calls["a"] == best["a"] and calls["curve"][0][1] == 0
+    assert 0 < calls["calls_counted"] <= 2 * 8 * 4
+    assert calls["missed"] == (calls["calls_to_target"] is None)
+  assert "### Oracle calls to a fixed validation target" in report
+  assert "**calls to a fixed validation target: ours < SPSA-GC < SPSA**: not measured" in report
 
   # The same folder with other settings is refused with one line naming the file.
   other = launch("experiments.py", [*flags, "--quick"], env)

@@ -161,7 +161,7 @@ def test_the_report_gives_means_over_seeds_the_paper_figures_and_each_claims_ver
   assert "**augmented Tchebycheff ≥ Tchebycheff ≥ weighted sum**: mixed" in text
   assert "**w/o step size adjustment: the switch helps (ours ≥ this row)**: holds" in text
   assert "**w/o critical gradient collection: the switch helps (ours ≥ this row)**: mixed" in text
-  assert "**calls per sample: ours < SPSA-GC < SPSA**: not measured" in text
+  assert "**calls to a fixed validation target: ours < SPSA-GC < SPSA**: not measured" in text
   assert "- ours: `python launch/train.py --row=ours --config.seed=0`" in text
   assert "  then `python launch/eval.py --workdir=W0`" in text
   assert "- es: not run yet" in text

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from anonymax import calls_to_target
 from tests import benchmark_scripts
 
 bench = benchmark_scripts.load("zo_task")
@@ -85,13 +86,17 @@ def test_tuning_extends_the_grid_beyond_the_edge_where_the_best_lies():
     key = min(calls, key=lambda c: abs(c - a))
     return [{"a": a, "seed": s, "calls_counted": calls[key]} for s in (0, 1)]
 
-  best, runs = bench.tune(try_a, [0.1, 0.3], extensions=3)
+  best, runs = calls_to_target.tune(try_a, [0.1, 0.3], extensions=3)
   assert best == pytest.approx(0.9) and len(tried) == 4 and tried[-1] == pytest.approx(2.7)
   assert len(runs) == 8
   # At the low edge it extends downwards; with no extensions the grid's best is kept.
-  best, _ = bench.tune(lambda a: [{"calls_counted": 10 if a < 0.05 else 100}], [0.1, 0.3], 1)
+  best, _ = calls_to_target.tune(
+    lambda a: [{"calls_counted": 10 if a < 0.05 else 100}], [0.1, 0.3], 1
+  )
   assert best == pytest.approx(0.1 / 3)
-  best, _ = bench.tune(lambda a: [{"calls_counted": 10 if a < 0.05 else 100}], [0.1, 0.3], 0)
+  best, _ = calls_to_target.tune(
+    lambda a: [{"calls_counted": 10 if a < 0.05 else 100}], [0.1, 0.3], 0
+  )
   assert best == 0.1
 
 

@@ -1,0 +1,195 @@
+"""Oracle calls to a fixed validation target with the real trainer (the paper's Table 6 measure).
+
+The task, for any run config (`task_config`):
+
+* the anonymizer starts painting most of every image (`Task.mask_init_logit`, m ≈ 0.73 at 1.0),
+  so the black box's utility loss starts high, and is trained utility first (λ = (0.999, 0.001),
+  z*_utility = 0): the zeroth-order estimate does the work, the exact privacy gradient barely
+  weighs;
+* the target: the black box's mean NLL on the first `Task.validation` validation examples,
+  anonymized, at most L_0 − p (L_0 − L_raw) (`Task.progress` p: p = ½ is half the way from the
+  start L_0 to raw images), checked every `Task.eval_every` steps (those calls are not counted);
+* a run (`run`) counts the training calls (images sent) until the first check at or below the
+  target; one that misses it in `Task.steps` steps is counted at the most calls it could make,
+  2 q B · steps;
+* fair tuning (`tune`): the step size a of every method is chosen from one grid, extended ×3
+  beyond an edge where the best a lies, by the same rule for every method, from its median
+  calls over the tuning seeds; the reported seeds then run with that a (`measure`).
+
+`benchmarks/zo_task.py` runs it for several methods on scenes v2; the experiment suites
+(`anonymax.suite_runner`) run it for every Table 6 row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+# Utility first: the Tchebycheff weights and ideal point of the task (see the module docstring).
+TASK_WEIGHTS = (0.999, 0.001)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """The task's sizes (the module docstring)."""
+
+  steps: int = 150
+  eval_every: int = 5
+  validation: int = 128
+  batch_size: int = 8
+  mask_init_logit: float = 1.0
+  progress: float = 0.5
+
+  def __post_init__(self):
+    if not 0.0 < self.progress <= 1.0:
+      raise ValueError(f"progress must be in (0, 1], got {self.progress}")
+    if min(self.steps, self.eval_every, self.validation, self.batch_size) < 1:
+      raise ValueError(f"steps, eval_every, validation and batch_size must be ≥ 1: {self}")
+
+
+def task_config(config, task: Task, *, a: float, seed: int):
+  """A copy of the run `config` set up for the task, with step size `a` and training `seed`."""
+  c = config.copy_and_resolve_references()
+  c.optim.gains.a = float(a)
+  c.optim.scalarization.weights = TASK_WEIGHTS
+  c.optim.scalarization.ideal = (0.0, None)  # utility is always the objective Eq. 11 selects
+  c.anonymizer.mask_init_logit = task.mask_init_logit
+  c.batch_size = task.batch_size
+  c.references = ()
+  c.total_steps = task.steps
+  c.seed = int(seed)
+  return c
+
+
+class Validation:
+  """The black box's mean NLL on the first `size` examples of the validation split, anonymized."""
+
+  def __init__(self, config, oracle, size: int):
+    from anonymax import experiment  # noqa: PLC0415
+
+    split = experiment.load_split(config, "validation")
+    n = min(size, len(split))
+    self.visuals, self.queries, self.oracle = split.visuals[:n], split.queries[:n], oracle
+
+  def loss(self, visuals) -> float:
+    out = self.oracle.query(np.asarray(visuals), self.queries)
+    return float(np.mean(np.asarray(out.losses, np.float64)))
+
+
+def run(config, task: Task, oracle, validation: Validation, *, label: str | None = None) -> dict:
+  """One training run of `config` (from `task_config`) until the target or `task.steps`.
+
+  Returns {method (`label`, default config.optim.zo_method), a, seed, calls_to_target (None on
+  a miss), calls_counted, start_nll, raw_nll, target_nll, curve: [(step, calls, validation NLL),
+  ...]}.
+  """
+  import jax  # noqa: PLC0415
+
+  from anonymax import experiment  # noqa: PLC0415
+  from anonymax.types import to_uint8  # noqa: PLC0415
+
+  exp = experiment.build(config, oracle=oracle)
+  apply = jax.jit(lambda p, x: exp.anonymizer.apply({"params": p}, x))
+
+  def val_loss(params) -> float:
+    x = validation.visuals.astype(np.float32) / 255.0
+    return validation.loss(to_uint8(np.asarray(apply(params, x))))
+
+  state = exp.init_state()
+  start, raw = val_loss(state.params), validation.loss(validation.visuals)
+  target = start - task.progress * (start - raw)
+  step_fn = exp.train_step()
+  curve, reached = [(0, 0, start)], None
+  batch = exp.batch(0)
+  for step in range(task.steps):
+    nxt = exp.batch(step + 1) if step + 1 < task.steps else None
+    state, _ = step_fn(state, *batch, next_visuals=None if nxt is None else nxt[0])
+    batch = nxt
+    if (step + 1) % task.eval_every == 0 or step + 1 == task.steps:
+      loss = val_loss(state.params)
+      calls = int(state.oracle_samples)
+      curve.append((step + 1, calls, loss))
+      if not np.isfinite(loss):
+        break
+      if loss <= target:
+        reached = calls
+        break
+  max_calls = 2 * config.optim.num_samples * config.batch_size * task.steps
+  return {
+    "method": label or config.optim.zo_method,
+    "a": float(config.optim.gains.a),
+    "seed": int(config.seed),
+    "calls_to_target": reached,
+    "calls_counted": reached if reached is not None else max_calls,
+    "start_nll": start,
+    "raw_nll": raw,
+    "target_nll": target,
+    "curve": curve,
+  }
+
+
+def tune(
+  try_a: Callable[[float], list[dict]], grid: Sequence[float], extensions: int
+) -> tuple[float, list[dict]]:
+  """The a with the fewest median calls over the tuning seeds (ties: the smaller a).
+
+  The same rule for every method: when the best a is the grid's largest (smallest) point, the
+  grid is extended by ×3 (÷3) beyond it, at most ``extensions`` times.
+  """
+  scores, runs = {}, []
+
+  def score(a):
+    out = try_a(a)
+    runs.extend(out)
+    scores[a] = statistics.median(r["calls_counted"] for r in out)
+
+  for a in grid:
+    score(a)
+  for _ in range(extensions):
+    best = min(scores, key=lambda a: (scores[a], a))
+    if best == max(scores):
+      score(best * 3)
+    elif best == min(scores):
+      score(best / 3)
+    else:
+      break
+  return min(scores, key=lambda a: (scores[a], a)), runs
+
+
+def measure(
+  config,
+  task: Task,
+  oracle,
+  validation: Validation,
+  *,
+  grid: Sequence[float],
+  tune_seeds: Sequence[int],
+  report_seeds: Sequence[int],
+  extensions: int,
+  on_run: Callable[[str, dict], None] | None = None,
+  label: str | None = None,
+) -> dict:
+  """Tunes a for `config`'s method on `tune_seeds`, then runs `report_seeds` with it.
+
+  `on_run(phase, record)` ("tune" or "report") sees each run as it finishes; `label` names the
+  method in the records. Returns {chosen_a, tuning: [runs], runs: [reported runs], median_calls}.
+  """
+
+  def one(a: float, seed: int, phase: str) -> dict:
+    c = task_config(config, task, a=a, seed=seed)
+    record = run(c, task, oracle, validation, label=label)
+    if on_run is not None:
+      on_run(phase, record)
+    return record
+
+  best, tuning = tune(lambda a: [one(a, s, "tune") for s in tune_seeds], grid, extensions)
+  runs = [one(best, s, "report") for s in report_seeds]
+  return {
+    "chosen_a": best,
+    "tuning": tuning,
+    "runs": runs,
+    "median_calls": statistics.median(r["calls_counted"] for r in runs),
+  }
