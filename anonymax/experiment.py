@@ -23,6 +23,7 @@ import optax
 
 from anonymax import anonymizer as anonymizer_lib
 from anonymax import black_boxes, models, optim, parallel, run_config, surrogate_utility
+from anonymax import online_surrogate as online_surrogate_lib
 from anonymax.data import pipeline
 from anonymax.data.pipeline import Split
 from anonymax.oracles.base import Oracle
@@ -114,6 +115,9 @@ class Experiment:
     reviewer_tx: the reviewer's optax optimizer.
     mesh: the data-parallel mesh, or None on one device.
     workdir: where the oracle's cache and usage files go (None: nowhere).
+    given_oracle: the black box passed to `build`, if any.
+    online_surrogate: the learned model of the black box that guides the guided estimator
+      (`anonymax.online_surrogate`; NO_SURROGATE unless optim.guided.source is "guide").
   """
 
   config: ml_collections.ConfigDict
@@ -126,6 +130,7 @@ class Experiment:
   mesh: object = None
   workdir: str | None = None
   given_oracle: Oracle | None = None
+  online_surrogate: object = online_surrogate_lib.NO_SURROGATE
 
   @property
   def needs_oracle(self) -> bool:
@@ -162,6 +167,7 @@ class Experiment:
       self.optimizer,
       self.reviewer_tx,
       self.visual_shape,
+      surrogate=self.online_surrogate,
     )
     return state if self.mesh is None else parallel.replicate(state, self.mesh)
 
@@ -228,12 +234,17 @@ class Experiment:
         privacy_loss=self.config.privacy_loss,
       )
     return make_train_step(
-      *self._step_args(), privacy_loss=self.config.privacy_loss, mesh=self.mesh
+      *self._step_args(),
+      privacy_loss=self.config.privacy_loss,
+      mesh=self.mesh,
+      surrogate=self.online_surrogate,
     )
 
   def reference_step(self):
     """The paper's step in one program (`anonymax.step.reference`; one device)."""
-    return reference.make_reference_step(*self._step_args(), privacy_loss=self.config.privacy_loss)
+    return reference.make_reference_step(
+      *self._step_args(), privacy_loss=self.config.privacy_loss, surrogate=self.online_surrogate
+    )
 
   def reviewer_restart(self):
     """A jitted `state -> state` re-initialising f_P from fold_in(key, step) (Wu et al. 2020)."""
@@ -290,4 +301,5 @@ def build(
     mesh=mesh,
     workdir=workdir,
     given_oracle=oracle,
+    online_surrogate=online_surrogate_lib.from_config(config),
   )

@@ -39,6 +39,22 @@ def claim(calls: Mapping[str, list[dict]]) -> tuple[str, str, str] | None:
   return ("calls to a fixed validation target: ours < SPSA-GC < SPSA", verdict, detail)
 
 
+def guided_claim(calls: Mapping[str, list[dict]]) -> tuple[str, str, str] | None:
+  """(claim, verdict, detail) of "the surrogate-guided estimator needs at most half the calls of
+  SPSA and of SPSA-GC" (the goal beyond the paper), None without its row."""
+  if "guided_surrogate" not in calls:
+    return None
+  guided = median_calls(calls["guided_surrogate"])
+  others = {n: median_calls(calls.get(n, [])) for n in ("spsa", "spsa_gc")}
+  if None in others.values():
+    return ("guided (online surrogate) needs ≤ ½ the calls of SPSA and SPSA-GC", "not measured",
+            f"guided_surrogate {guided:g}; SPSA or SPSA-GC not measured")  # fmt: skip
+  ratios = {n: m / guided for n, m in others.items()}
+  verdict = "holds" if min(ratios.values()) >= 2 else "does not hold"
+  detail = ", ".join(f"{n} ÷ guided = {r:.2f}" for n, r in ratios.items())
+  return ("guided (online surrogate) needs ≤ ½ the calls of SPSA and SPSA-GC", verdict, detail)
+
+
 def markdown(rows, calls: Mapping[str, list[dict]]) -> list[str]:
   """The table: per Table 6 row, the tuned a, calls per seed, median, per training image."""
   measured = [r for r in rows if r.name in calls]

@@ -124,8 +124,11 @@ def claims(
     detail = "; ".join(f"{n}: {_figures(summaries.get(n, {}))}" for n in chain)
     out.append(("augmented Tchebycheff ≥ Tchebycheff ≥ weighted sum", verdict, detail))
   measured_calls = suite_calls.claim(calls or {})
+  guided = suite_calls.guided_claim(calls or {})
   if measured_calls is not None:
     out.append(measured_calls)
+    if guided is not None:
+      out.append(guided)
   elif {"ours", "spsa", "spsa_gc"} <= have:
     budget = {
       n: _mean(summaries.get(n, {}).get("calls_per_sample")) for n in ("ours", "spsa_gc", "spsa")

@@ -11,7 +11,8 @@ run's judge suite, and writes the report (`anonymax.suite_report`). Rows that th
            BDQ, both trained through a white-box utility model fitted on raw images)
   table5   weighted sum (Eq. 4), Tchebycheff (Eq. 5), augmented Tchebycheff (Eq. 6, ours),
            smooth Tchebycheff
-  table6   ES (OpenAI-ES and evosax's CMA-ES), RL (REINFORCE with a baseline), SPSA, SPSA-GC, ours
+  table6   ES (OpenAI-ES and evosax's CMA-ES), RL (REINFORCE with a baseline), SPSA, SPSA-GC, ours,
+           and beyond the paper Guided ES over an online surrogate's gradients or past estimates
   table7   the critical-history switches: no history (w/o history gradient), the latest m
            estimates (w/o critical gradient collection), no direction adjustment (Eq. 9 off),
            no step-size adjustment (Eq. 10 off)
@@ -147,6 +148,16 @@ PAPER_ROWS = (
   ),
   SuiteRow(
     "spsa_gc", "SPSA-GC", ("table6",), {"optim.zo_method": "spsa_gc"}, (37.9, 57.1, 80.0)
+  ),
+  # Beyond the paper: Guided ES (anonymax.optim.guided) over an online surrogate's gradients,
+  # and over the estimator's own past estimates.
+  SuiteRow(
+    "guided_surrogate", "Guided ES, online surrogate of the black box (not in the paper)",
+    ("table6",), {"optim.zo_method": "guided", "optim.guided.source": "guide"},
+  ),
+  SuiteRow(
+    "guided_history", "Guided ES, its own past estimates (not in the paper)", ("table6",),
+    {"optim.zo_method": "guided", "optim.guided.source": "history"},
   ),
   # Table 7: the critical history (Eqs. 8-10), one switch at a time.
   SuiteRow(

@@ -20,9 +20,11 @@ v2 and counts the black box's training calls until the anonymizer reaches a fixe
 The task, the run and the tuning rule are `anonymax.calls_to_target`'s, which the experiment
 suites also run for every Table 6 row (`launch/experiments.py`).
 
-* `guided` is `zo_method="guided"` (anonymax.optim.guided) with its subspace spanned by its own
-  past estimates: the trainer has no surrogate of the black box yet, so no `guide=` is passed;
-  any other `zo_method` (`es`, `cma_es`, `reinforce`) can be added with `--methods`.
+* `guided` is `zo_method="guided"` (anonymax.optim.guided) with its subspace spanned by the
+  gradients of the trainer's online surrogate of the black box (`source="guide"`,
+  anonymax.online_surrogate: a small CNN fitted on the answers already paid for);
+  `guided_history` spans it with its own past estimates instead (`source="history"`); any other
+  `zo_method` (`es`, `cma_es`, `reinforce`) can be added with `--methods`.
 
   python benchmarks/zo_task.py --plot=calls.png > log   # ~25 min on 2 cores
   python benchmarks/zo_task.py --smoke                   # tiny sizes (the tests)
@@ -42,6 +44,8 @@ import statistics
 from collections.abc import Sequence
 
 METHODS = ("spsa", "spsa_gc", "ours", "guided")
+# Method names that are not a zo_method alone: the guided estimator with its two guide sources.
+GUIDED = {"guided": "guide", "guided_history": "history"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -92,7 +96,9 @@ def base_config(args, method: str):
   from anonymax.configs import synthetic  # noqa: PLC0415
 
   c = synthetic.get_config("scenes=v2" + (",smoke" if args.smoke else ""))
-  c.optim.zo_method = method
+  c.optim.zo_method = "guided" if method in GUIDED else method
+  if method in GUIDED:
+    c.optim.guided.source = GUIDED[method]
   if args.data_dir:
     c.data.data_dir = args.data_dir
   if args.cache_dir:
@@ -175,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       base_config(args, method), task(args), oracle, validation, grid=args.grid,
       tune_seeds=range(args.tune_seeds),
       report_seeds=range(args.tune_seeds, args.tune_seeds + args.seeds),
-      extensions=args.extensions, on_run=show,
+      extensions=args.extensions, on_run=show, label=method,
     )  # fmt: skip
     chosen[method], reported[method], tuned[method] = out["chosen_a"], out["runs"], out["tuning"]
   return summarise(args, chosen, reported, tuned)

@@ -19,9 +19,11 @@ Variants (comma-separated after a colon; combinable):
   model=NAME            the served model's name (oracle=openai) or a local path (oracle=hf).
   oracle=hf             a local transformers model (LLaVA / Video-LLaVA) from model=PATH.
   loss=nll|choice|vqa   the utility loss the black box returns.
-  zo=ours|spsa|spsa_gc|es|cma_es|reinforce|guided   the zeroth-order method for the utility
-                        gradient (paper Table 6; cma_es is evosax's CMA-ES, reinforce is
-                        REINFORCE, guided is Guided ES over the subspace of past estimates).
+  zo=ours|spsa|spsa_gc|es|cma_es|reinforce|guided|guided_surrogate   the zeroth-order method
+                        for the utility gradient (paper Table 6; cma_es is evosax's CMA-ES,
+                        reinforce is REINFORCE, guided is Guided ES over the subspace of past
+                        estimates, guided_surrogate over the gradients of an online surrogate
+                        of the black box learned from the answers already paid for).
   scal=augmented_tchebycheff|tchebycheff|weighted_sum|smooth_tchebycheff   (paper Table 5).
 
 Example:
@@ -47,7 +49,7 @@ VARIANTS = (
   Variant("loss", "the utility loss the black box returns", choices=("nll", "choice", "vqa")),
   Variant(
     "zo", "the zeroth-order method (paper Table 6)", default="ours",
-    choices=("ours", "spsa", "spsa_gc", "es", "cma_es", "reinforce", "guided"),
+    choices=("ours", "spsa", "spsa_gc", "es", "cma_es", "reinforce", "guided", "guided_surrogate"),
   ),
   Variant(
     "scal", "the scalarization (paper Table 5)", default="augmented_tchebycheff",
@@ -202,13 +204,21 @@ def build(variants: dict) -> ml_collections.ConfigDict:
   c.optim.cma_es = dict(covariance="diagonal")
   # zo=reinforce: the running-mean baseline's decay β (b ← β b + (1 − β) mean loss).
   c.optim.reinforce = dict(baseline_decay=0.9)
-  # zo=guided (anonymax/optim/guided.py): its subspace of the running mean and latest estimates;
-  # alpha None adapts the share of full-space pairs to the measured agreement.
+  # zo=guided (anonymax/optim/guided.py): its subspace of the running mean and latest estimates
+  # (source "history"), or of the gradients of an online surrogate of the black box (source
+  # "guide", zo=guided_surrogate; anonymax/online_surrogate.py); alpha None adapts the share of
+  # full-space pairs to the measured agreement.
+  guide = args["zo"] == "guided_surrogate"
+  if guide:
+    c.optim.zo_method = "guided"
   c.optim.guided = ml_collections.ConfigDict(
-    dict(source="history", subspace_dim=4, alpha_min=0.02, agreement_decay=0.9,
-         history_decay=0.9, switch_at=3.0)
+    dict(source="guide" if guide else "history", subspace_dim=4, alpha_min=0.02,
+         agreement_decay=0.9, history_decay=0.9, switch_at=3.0)
   )  # fmt: skip
   c.optim.guided.alpha = ml_collections.FieldReference(None, field_type=float)
+  # The online surrogate s_φ (used with source "guide"): its width, Adam's rate, the weight of
+  # the loss-level term beside the pair differences.
+  c.online_surrogate = dict(width=16, learning_rate=1e-3, level_weight=1.0)
   c.optim.scalarization = dict(
     kind=args["scal"],
     # λ: utility first. Tchebycheff equalises λ_i (L_i − z*_i), so with equal weights the

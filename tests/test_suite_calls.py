@@ -50,3 +50,20 @@ def test_an_ordering_broken_anywhere_does_not_hold_and_a_missing_row_is_not_meas
     in _report(tmp_path, calls)
   )
 
+
+def test_the_surrogate_guided_row_must_halve_both_spsa_and_spsa_gc(tmp_path):
+  calls = {
+    "ours": [_calls("ours", 0, 400)],
+    "spsa_gc": [_calls("spsa_gc", 0, 160)],
+    "spsa": [_calls("spsa", 0, 480)],
+    "guided_surrogate": [_calls("guided_surrogate", 0, 100)],
+  }
+  text = _report(tmp_path, calls)
+  assert (
+    "**guided (online surrogate) needs ≤ ½ the calls of SPSA and SPSA-GC**: does not hold "
+    "(spsa ÷ guided = 4.80, spsa_gc ÷ guided = 1.60)" in text
+  )
+  calls["guided_surrogate"] = [_calls("guided_surrogate", 0, 80)]
+  assert "SPSA and SPSA-GC**: holds (spsa ÷ guided = 6.00, spsa_gc ÷ guided = 2.00)" in _report(
+    tmp_path, calls
+  )

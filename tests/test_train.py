@@ -164,12 +164,19 @@ def test_failed_samples_are_skipped_and_counted(shared_dirs):
   assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params))
 
 
+def _zo_overrides(zo_method: str) -> dict:
+  """Config overrides of a method name; "guided_surrogate" guides with the online surrogate."""
+  if zo_method == "guided_surrogate":
+    return {"optim.zo_method": "guided", "optim.guided.source": "guide"}
+  return {"optim.zo_method": zo_method}
+
+
 @pytest.mark.parametrize("make_step", ["train_step", "reference_step"])
-@pytest.mark.parametrize("zo_method", ["ours", "cma_es"])
+@pytest.mark.parametrize("zo_method", ["ours", "cma_es", "guided_surrogate"])
 def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(
   shared_dirs, make_step, zo_method
 ):
-  exp, state = _experiment(shared_dirs, SpyOracle(fail_every=1), **{"optim.zo_method": zo_method})
+  exp, state = _experiment(shared_dirs, SpyOracle(fail_every=1), **_zo_overrides(zo_method))
   before = jax.device_get((state.params, state.opt_state, state.zo_state))
   state, metrics = getattr(exp, make_step)()(state, *exp.batch(0))
   assert int(state.skipped) == 2 * exp.config.batch_size
@@ -180,12 +187,13 @@ def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(
 
 
 # The stateful estimators carry their state from tell to the next ask through both steps.
-@pytest.mark.parametrize("zo_method", ["ours", "cma_es", "guided", "reinforce"])
+@pytest.mark.parametrize("zo_method", ["ours", "cma_es", "guided", "reinforce", "guided_surrogate"])
 def test_pipelined_step_equals_the_reference_step_bit_for_bit(shared_dirs, zo_method):
   """Several steps from one state: the same pixels sent and the same parameters (bit for bit
-  for the paper's estimator, to float32 rounding for the others)."""
+  for the paper's estimator, to float32 rounding for the others; with the online surrogate its
+  φ too, which rides in zo_state)."""
   runs = {}
-  overrides = {"optim.privacy_grad_scale": 3.0, "optim.zo_method": zo_method}
+  overrides = {"optim.privacy_grad_scale": 3.0, **_zo_overrides(zo_method)}
   for name in ("reference_step", "train_step"):
     spy = SpyOracle()
     exp, state = _experiment(shared_dirs, spy, **overrides)

@@ -105,3 +105,13 @@ def test_from_log_without_reported_runs_is_a_clear_error(tmp_path):
   log.write_text('{"phase": "tune", "method": "spsa", "a": 0.1, "calls_counted": 3}\n')
   with pytest.raises(SystemExit, match="has no reported runs"):
     bench.main(["--from_log", str(log)])
+
+
+def test_the_two_guided_rows_differ_only_in_their_guide_source():
+  args = bench.parse_args(["--smoke"])
+  guided, history = bench.base_config(args, "guided"), bench.base_config(args, "guided_history")
+  assert guided.optim.zo_method == history.optim.zo_method == "guided"
+  assert (guided.optim.guided.source, history.optim.guided.source) == ("guide", "history")
+  history.optim.guided.source = "guide"
+  assert history.to_dict() == guided.to_dict()
+  assert bench.base_config(args, "spsa_gc").optim.zo_method == "spsa_gc"

@@ -209,7 +209,7 @@ def guided_estimator(
       if guide is None:
         raise ValueError(
           "guided estimator with source='guide': ask needs guide=<a tree like θ> (the trainer"
-          " passes none yet: use source='history' there)"
+          " passes its online surrogate's gradient: anonymax.online_surrogate)"
         )
       newest = flatten(guide, flags)
       rows = jnp.concatenate([newest[None], state.basis[: k - 1]])

@@ -36,6 +36,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from anonymax import parallel
+from anonymax.online_surrogate import NO_SURROGATE
 from anonymax.oracles.bridge import OracleBridge
 from anonymax.step import parts
 from anonymax.step.process_shards import ProcessShards
@@ -71,11 +72,19 @@ class PipelinedStep:
   """
 
   def __init__(
-    self, perturb, send, privacy, combine, combine_perturb, bridge: OracleBridge, receive=None
+    self,
+    perturb,
+    send,
+    privacy,
+    combine,
+    combine_perturb,
+    bridge: OracleBridge,
+    receive=None,
+    surrogate=NO_SURROGATE,
   ):
     self.perturb, self.send, self.privacy = perturb, send, privacy
     self.combine, self.combine_perturb = combine, combine_perturb
-    self.bridge = bridge
+    self.bridge, self.surrogate = bridge, surrogate
     # The answers of `send`: the bridge's, or with several processes every process's rows.
     self.receive = bridge.receive if receive is None else receive
     self._prepared: Prepared | None = None
@@ -121,7 +130,9 @@ class PipelinedStep:
     # `combine` takes and returns only the fields it changes: every array passed to a jitted
     # call costs dispatch time, and this call is on the serial path.
     fields = {f: getattr(state, f) for f in UPDATED_FIELDS}
-    args = (fields, asked, c_k, answers, l_privacy, h, bce)
+    # The perturbed anonymizations go back in only for an online surrogate to learn from.
+    seen = anonymized if self.surrogate.enabled else None
+    args = (fields, asked, c_k, answers, l_privacy, h, bce, seen)
     if next_visuals is None:
       updated, metrics = self.combine(*args)
     else:
@@ -143,6 +154,7 @@ def make_train_step(
   *,
   privacy_loss: str,
   mesh=None,
+  surrogate=NO_SURROGATE,
 ) -> PipelinedStep:
   """The pipelined step of `anonymax.step.reference.make_reference_step`'s arguments.
 
@@ -153,11 +165,19 @@ def make_train_step(
   estimator = optimizer.estimator
   num_sets = estimator.num_evaluations
   shards = ProcessShards(bridge, mesh, num_sets) if parallel.spans_processes(mesh) else None
+  if shards is not None and surrogate.enabled:
+    raise ValueError(
+      "the online surrogate (optim.guided.source='guide') runs in one process; this mesh spans "
+      "several"
+    )
 
   def perturb_part(params, opt_state, zo_state, rng, step, u_visuals):
     c_k = optimizer.perturbation_scale(opt_state)
-    param_sets, asked = estimator.ask(step_key(rng, step), params, zo_state, scale=c_k)
     x = parts.to_unit(u_visuals)
+    guide = surrogate.guide(anonymizer, params, zo_state, x)
+    param_sets, asked = estimator.ask(
+      step_key(rng, step), params, surrogate.estimator_state(zo_state), scale=c_k, guide=guide
+    )
     anonymized = parts.anonymize_all(anonymizer, param_sets, x, stacked=shards is not None)
     if shards is not None:  # one call per process, for its rows: nothing is gathered
       anonymized = shards.layout(anonymized)
@@ -184,13 +204,19 @@ def make_train_step(
       bce,
     )  # h flat, as combine takes it
 
-  def combine(fields, asked, c_k, raw_answers, l_privacy, h, bce):
-    """The `UPDATED_FIELDS` of the step-k state → those of step k + 1, and the metrics."""
+  def combine(fields, asked, c_k, raw_answers, l_privacy, h, bce, anonymized):
+    """The `UPDATED_FIELDS` of the step-k state → those of step k + 1, and the metrics
+    (`anonymized`: the perturbed anonymizations for the online surrogate, else None)."""
     # Flat [S·B] (several processes hand over [S, B]), set-major either way.
-    answers = parts.per_set_losses(
-      *(jnp.reshape(a, (-1,)) for a in raw_answers), num_sets, antithetic=estimator.antithetic
+    sample_losses, status = (jnp.reshape(a, (-1,)) for a in raw_answers)
+    answers = parts.per_set_losses(sample_losses, status, num_sets, antithetic=estimator.antithetic)
+    g_hat_tree, estimator_state = estimator.tell(
+      surrogate.estimator_state(fields["zo_state"]), answers.losses, asked
     )
-    g_hat_tree, zo_state = estimator.tell(fields["zo_state"], answers.losses, asked)
+    zo_state, surrogate_fit = surrogate.fit(
+      surrogate.with_estimator_state(fields["zo_state"], estimator_state),
+      anonymized, sample_losses, status, num_sets, c_k,
+    )  # fmt: skip
     g_hat = flat_parameters(g_hat_tree)
     params, unflatten = ravel_pytree(fields["params"])
 
@@ -222,11 +248,15 @@ def make_train_step(
     metrics = parts.step_metrics(
       answers, l_privacy, bce, c_k, g_hat, scaled_h, updates, new_opt_state
     )
+    if surrogate_fit is not None:
+      metrics["surrogate_fit"] = surrogate_fit
     return new_fields, metrics
 
-  def combine_perturb(fields, asked, c_k, raw_answers, l_privacy, h, bce, rng, next_visuals):
+  def combine_perturb(
+    fields, asked, c_k, raw_answers, l_privacy, h, bce, anonymized, rng, next_visuals
+  ):
     """`combine`, then `perturb` for step k + 1 on `next_visuals` (its utility batch)."""
-    new_fields, metrics = combine(fields, asked, c_k, raw_answers, l_privacy, h, bce)
+    new_fields, metrics = combine(fields, asked, c_k, raw_answers, l_privacy, h, bce, anonymized)
     # θ_{k+1} comes out of `combine`'s conditional as whole arrays, so the passes below read the
     # same values as `perturb` on its own would (a resumed run's first step runs that).
     prepared = perturb_part(
@@ -247,4 +277,5 @@ def make_train_step(
     combine_perturb=jax.jit(combine_perturb, donate_argnums=(0,)),
     bridge=bridge,
     receive=None if shards is None else shards.receive,
+    surrogate=surrogate,
   )

@@ -12,13 +12,21 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from anonymax.online_surrogate import NO_SURROGATE
 from anonymax.oracles.bridge import OracleBridge
 from anonymax.step import parts
 from anonymax.step.state import TrainState, flat_parameters, step_key
 
 
 def make_reference_step(
-  anonymizer, reviewer, optimizer, reviewer_tx, bridge: OracleBridge, *, privacy_loss: str
+  anonymizer,
+  reviewer,
+  optimizer,
+  reviewer_tx,
+  bridge: OracleBridge,
+  *,
+  privacy_loss: str,
+  surrogate=NO_SURROGATE,
 ):
   """Returns the jitted `reference_step(state, u_visuals, u_ids, p_visuals, p_labels)`.
 
@@ -29,6 +37,8 @@ def make_reference_step(
     reviewer_tx: the reviewer's optax optimizer.
     bridge: the black box, called from inside the program.
     privacy_loss: the kind of L_Privacy (`anonymax.losses.PRIVACY_LOSSES`).
+    surrogate: the online surrogate of the black box whose gradient guides the estimator
+      (`anonymax.online_surrogate`), or none.
   """
   estimator, opt = optimizer.estimator, optimizer
 
@@ -41,16 +51,28 @@ def make_reference_step(
     # Eq. 7, SPSA: Δ_k from the step's key and the 2q anonymizers θ_k ± c_k Δ_k; one oracle call
     # for their 2qB outputs (never a raw visual); ĝ_k = (L⁺ − L⁻)/(2c_k)·Δ_k⁻¹ over the pairs it
     # scored, and L_MLLM(θ_k) ≈ the mean of the perturbed losses (no third call).
+    # With an online surrogate s_φ of the black box, its gradient through f_A guides Δ_k.
     c_k = opt.perturbation_scale(s)
+    guide = surrogate.guide(anonymizer, theta, state.zo_state, x_u)
     param_sets, asked = estimator.ask(
-      step_key(state.rng, state.step), theta, state.zo_state, scale=c_k
+      step_key(state.rng, state.step),
+      theta,
+      surrogate.estimator_state(state.zo_state),
+      scale=c_k,
+      guide=guide,
     )
     anonymized = parts.anonymize_all(anonymizer, param_sets, x_u)
     num_sets = estimator.num_evaluations
-    answers = parts.per_set_losses(
-      *bridge(anonymized, jnp.tile(u_ids, num_sets)), num_sets, antithetic=estimator.antithetic
+    sample_losses, status = bridge(anonymized, jnp.tile(u_ids, num_sets))
+    answers = parts.per_set_losses(sample_losses, status, num_sets, antithetic=estimator.antithetic)
+    g_hat, estimator_state = estimator.tell(
+      surrogate.estimator_state(state.zo_state), answers.losses, asked
     )
-    g_hat, zo_state = estimator.tell(state.zo_state, answers.losses, asked)
+    # s_φ learns from the answers just paid for (no extra call).
+    zo_state, surrogate_fit = surrogate.fit(
+      surrogate.with_estimator_state(state.zo_state, estimator_state),
+      anonymized, sample_losses, status, num_sets, c_k,
+    )  # fmt: skip
 
     # L_Privacy(θ_k) and h_k, its exact gradient through f_P ∘ f_A, scaled to meet ĝ_k's size.
     l_privacy, h = parts.privacy_value_and_grad(
@@ -96,6 +118,8 @@ def make_reference_step(
     metrics = parts.step_metrics(
       answers, l_privacy, bce, c_k, g_hat, h, updates, new_state.opt_state
     )
+    if surrogate_fit is not None:
+      metrics["surrogate_fit"] = surrogate_fit
     return new_state, metrics
 
   return reference_step

@@ -13,6 +13,8 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from anonymax.online_surrogate import NO_SURROGATE
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -24,7 +26,8 @@ class TrainState:
   step: jax.Array  # int32 [] — steps done; also the data position
   params: Any  # anonymizer params θ (a tree)
   opt_state: Any  # MultiObjectiveOptimizer state over flat θ (critical-history ring included)
-  zo_state: Any  # the zeroth-order estimator's state (empty for SPSA, SPSA-GC and ES)
+  zo_state: Any  # the zeroth-order estimator's state (empty for SPSA, SPSA-GC and ES), with an
+  # online surrogate's φ beside it (online_surrogate.WithSurrogate) when the run has one
   reviewer_vars: Any  # {"params": ..., ["batch_stats": ...]} of f_P
   reviewer_opt_state: Any  # optax state of the reviewer's optimizer
   rng: jax.Array  # uint32 [2] key data; step keys are fold_in(rng, step)
@@ -39,10 +42,12 @@ def create_state(
   optimizer,
   reviewer_optimizer: optax.GradientTransformation,
   visual_shape: tuple[int, ...],
+  surrogate=NO_SURROGATE,
 ) -> TrainState:
   """A fresh state for visuals of shape `visual_shape` (without the batch axis).
 
-  The keys are split from `seed` once: (anonymizer init, reviewer init, the loop's key).
+  The keys are split from `seed` once: (anonymizer init, reviewer init, the loop's key). With an
+  online surrogate of the black box (`anonymax.online_surrogate`) its φ joins `zo_state`.
   """
   k_anon, k_rev, k_loop = jax.random.split(jax.random.key(seed), 3)
   sample = jnp.zeros((1, *visual_shape), jnp.float32)
@@ -52,7 +57,7 @@ def create_state(
     step=jnp.zeros((), jnp.int32),
     params=params,
     opt_state=optimizer.init(flat_parameters(params)),
-    zo_state=optimizer.estimator.init(params),
+    zo_state=surrogate.init(seed, optimizer.estimator.init(params), sample),
     reviewer_vars=reviewer_vars,
     reviewer_opt_state=reviewer_optimizer.init(reviewer_vars["params"]),
     rng=jax.random.key_data(k_loop),

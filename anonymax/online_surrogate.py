@@ -1,0 +1,193 @@
+"""An online surrogate of the black box's utility loss, whose gradient guides the estimator.
+
+Every oracle answer the trainer already paid for is a labelled example of the black box's
+utility loss on an anonymized input. A small CNN s_φ(x) (`LossSurrogate`) learns from them during
+the run, with no extra call: at step k the 2q perturbed anonymizations of the utility batch,
+
+  x⁺_ib = f_A(x_b; θ_k + c_k Δ_i),   x⁻_ib = f_A(x_b; θ_k − c_k Δ_i),   L^±_ib their losses,
+
+give one Adam step on
+
+  ℓ(φ) = mean_{(i,b) scored} [ (s_φ(x⁺_ib) − s_φ(x⁻_ib) − (L⁺_ib − L⁻_ib)) / (2 c_k) ]²
+         + w · mean_{(i,b) scored, ±} (s_φ(x^±_ib) − L^±_ib)²,
+
+the first term the directional derivatives the pairs measure (what a guide needs; a sample's
+own offset, e.g. a hard question, cancels in the difference), the second the loss levels
+(w = `level_weight`), which tie the pairs of different steps together. The guide handed to the
+guided estimator's ``ask`` (``anonymax.optim.guided``, ``source="guide"``) at θ_k is
+
+  g̃_k = ∇_θ mean_b s_φ(f_A(x_b; θ)) |_{θ_k},
+
+one backward pass through the anonymizer, like the privacy gradient. It starts from a random
+s_φ and earns its weight: the estimator measures how much of the SPSA pairs' signal lies in the
+guide's span and moves α, the share of full-space pairs, accordingly.
+
+The surrogate's state rides in the train state's ``zo_state`` (`WithSurrogate`: the estimator's
+state and φ with its optimizer state), so it is checkpointed and resumed with the rest; runs
+without it keep the estimator's state alone (`NO_SURROGATE`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from anonymax.types import STATUS_OK
+
+DEFAULTS = {"width": 16, "learning_rate": 1e-3, "level_weight": 1.0}
+# The surrogate's initial φ comes from fold_in(key(seed), _KEY_SALT): the run's other keys (split
+# from key(seed) into three) stay what they are without a surrogate.
+_KEY_SALT = 0x5A11
+
+
+class LossSurrogate(nn.Module):
+  """s_φ(x): three strided 3×3 convolutions (GELU), a global mean, a linear read-out.
+
+  Clips [B, T, H, W, C] are scored frame by frame and averaged over T.
+  """
+
+  width: int = 16
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    frames = x.shape[1] if x.ndim == 5 else None
+    if frames is not None:
+      x = x.reshape((-1, *x.shape[2:]))
+    h = x
+    for features in (self.width, 2 * self.width, 2 * self.width):
+      h = nn.gelu(nn.Conv(features, (3, 3), strides=(2, 2))(h))
+    out = nn.Dense(1)(h.mean(axis=(1, 2)))[:, 0]
+    return out if frames is None else out.reshape((-1, frames)).mean(axis=1)
+
+
+class SurrogateState(NamedTuple):
+  params: Any  # φ
+  opt_state: Any  # Adam's state over φ
+
+
+class WithSurrogate(NamedTuple):
+  """``zo_state`` of a run with an online surrogate."""
+
+  estimator: Any  # the zeroth-order estimator's own state
+  surrogate: SurrogateState
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSurrogate:
+  """The interface of `OnlineSurrogate` for runs without one: ``zo_state`` is the estimator's."""
+
+  enabled = False
+
+  def init(self, seed: int, estimator_state, sample):
+    del seed, sample
+    return estimator_state
+
+  def estimator_state(self, zo_state):
+    return zo_state
+
+  def with_estimator_state(self, zo_state, estimator_state):
+    del zo_state
+    return estimator_state
+
+  def guide(self, anonymizer, params, zo_state, x):
+    del anonymizer, params, zo_state, x
+    return None
+
+  def fit(self, zo_state, anonymized, sample_losses, status, num_sets, c_k):
+    del anonymized, sample_losses, status, num_sets, c_k
+    return zo_state, None
+
+
+NO_SURROGATE = NoSurrogate()
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineSurrogate:
+  """s_φ, its optimizer and the loss weights (the module docstring)."""
+
+  model: LossSurrogate
+  tx: optax.GradientTransformation
+  level_weight: float = 1.0
+  enabled = True
+
+  def init(self, seed: int, estimator_state, sample) -> WithSurrogate:
+    """The estimator's state with a fresh φ (initialised on one visual `sample` [1, ...])."""
+    key = jax.random.fold_in(jax.random.key(seed), _KEY_SALT)
+    params = self.model.init(key, sample)["params"]
+    return WithSurrogate(estimator_state, SurrogateState(params, self.tx.init(params)))
+
+  def estimator_state(self, zo_state: WithSurrogate):
+    return zo_state.estimator
+
+  def with_estimator_state(self, zo_state: WithSurrogate, estimator_state) -> WithSurrogate:
+    return zo_state._replace(estimator=estimator_state)
+
+  def predict(self, phi, x: jax.Array) -> jax.Array:
+    """s_φ(x) per visual."""
+    return self.model.apply({"params": phi}, x)
+
+  def guide(self, anonymizer, params, zo_state: WithSurrogate, x: jax.Array):
+    """g̃ = ∇_θ mean_b s_φ(f_A(x_b; θ)), a tree like θ (float visuals `x` in [0, 1])."""
+    phi = zo_state.surrogate.params
+
+    def predicted(theta):
+      return jnp.mean(self.predict(phi, anonymizer.apply({"params": theta}, x)))
+
+    return jax.grad(predicted)(params)
+
+  def loss(self, phi, anonymized, sample_losses, status, num_sets: int, c_k) -> jax.Array:
+    """ℓ(φ) of the module docstring on one step's [S·B, ...] anonymizations (set-major,
+    pluses then minuses) and their per-sample losses and statuses [S·B]."""
+    q = num_sets // 2
+    batch = sample_losses.shape[0] // num_sets
+    ok = (status == STATUS_OK).reshape(2, q, batch)
+    pair = ok[0] & ok[1]
+    target = jnp.where(ok, sample_losses.reshape(2, q, batch), 0.0)
+    pred = self.predict(phi, anonymized).reshape(2, q, batch)
+    scale = 2.0 * jnp.asarray(c_k, jnp.float32)
+    diff = ((pred[0] - pred[1]) - (target[0] - target[1])) / scale
+    diff_term = jnp.sum(jnp.where(pair, diff**2, 0.0)) / jnp.maximum(jnp.sum(pair), 1)
+    level_term = jnp.sum(jnp.where(ok, (pred - target) ** 2, 0.0)) / jnp.maximum(jnp.sum(ok), 1)
+    return diff_term + self.level_weight * level_term
+
+  def fit(self, zo_state: WithSurrogate, anonymized, sample_losses, status, num_sets, c_k):
+    """One Adam step of φ on ℓ; returns (the new zo_state, ℓ before the step)."""
+    s = zo_state.surrogate
+    x = jax.lax.stop_gradient(anonymized.astype(jnp.float32))
+    value, grads = jax.value_and_grad(self.loss)(
+      s.params, x, sample_losses.astype(jnp.float32), status, num_sets, c_k
+    )
+    updates, opt_state = self.tx.update(grads, s.opt_state, s.params)
+    new = SurrogateState(optax.apply_updates(s.params, updates), opt_state)
+    return zo_state._replace(surrogate=new), value
+
+
+def from_config(config) -> NoSurrogate | OnlineSurrogate:
+  """The run's surrogate: an `OnlineSurrogate` for the guided estimator with ``source="guide"``
+  (settings from ``config.online_surrogate``, defaults `DEFAULTS`), else `NO_SURROGATE`."""
+  optim_config = config.optim
+  guided = optim_config.get("guided") or {}
+  if optim_config.get("zo_method") != "guided" or guided.get("source", "history") != "guide":
+    return NO_SURROGATE
+  given = dict(config.get("online_surrogate") or {})
+  unknown = sorted(set(given) - set(DEFAULTS))
+  if unknown:
+    raise ValueError(
+      f"config.online_surrogate: unknown field(s) {', '.join(unknown)}; known: "
+      f"{', '.join(DEFAULTS)}"
+    )
+  settings = DEFAULTS | given
+  if int(settings["width"]) < 1 or not float(settings["learning_rate"]) > 0:
+    raise ValueError(f"config.online_surrogate: width ≥ 1 and learning_rate > 0, got {settings}")
+  if float(settings["level_weight"]) < 0:
+    raise ValueError(f"config.online_surrogate.level_weight must be ≥ 0, got {settings}")
+  return OnlineSurrogate(
+    LossSurrogate(width=int(settings["width"])),
+    optax.adam(float(settings["learning_rate"])),
+    float(settings["level_weight"]),
+  )

@@ -1,0 +1,122 @@
+"""The online surrogate of the black box: its loss by hand, that it learns a gradient that agrees
+with the true one, its config, and its state through a checkpoint."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from anonymax import checkpoint, experiment, online_surrogate
+from anonymax.configs import synthetic
+from anonymax.oracles import STATUS_FAILED, STATUS_OK
+from tests.test_train import SpyOracle, smoke_config
+
+
+def _surrogate(level_weight=0.5, learning_rate=1e-2):
+  return online_surrogate.OnlineSurrogate(
+    online_surrogate.LossSurrogate(width=4), optax.adam(learning_rate), level_weight
+  )
+
+
+def test_the_fit_loss_is_pair_differences_over_2c_plus_weighted_levels_by_hand():
+  sur = _surrogate(level_weight=0.5)
+  key = jax.random.key(0)
+  q, batch, c = 2, 3, 0.05
+  x = jax.random.uniform(key, (2 * q * batch, 8, 8, 3))
+  state = sur.init(0, (), x[:1])
+  losses = jnp.arange(2 * q * batch, dtype=jnp.float32) / 7.0
+  status = jnp.full(2 * q * batch, STATUS_OK).at[4].set(STATUS_FAILED)  # set 1, sample 1 (a plus)
+  value = sur.loss(state.surrogate.params, x, losses, status, 2 * q, c)
+
+  pred = np.asarray(sur.predict(state.surrogate.params, x), np.float64).reshape(2, q, batch)
+  target = np.asarray(losses, np.float64).reshape(2, q, batch)
+  ok = (np.asarray(status) == STATUS_OK).reshape(2, q, batch)
+  pair = ok[0] & ok[1]
+  diff = ((pred[0] - pred[1]) - (target[0] - target[1])) / (2 * c)
+  expected = (diff[pair] ** 2).mean() + 0.5 * ((pred - target)[ok] ** 2).mean()
+  assert pair.sum() == q * batch - 1 and ok.sum() == 2 * q * batch - 1
+  np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+
+
+class _Tint(nn.Module):
+  """A tiny anonymizer: x ↦ sigmoid(a) x + b per channel (6 parameters)."""
+
+  @nn.compact
+  def __call__(self, x):
+    a = self.param("a", nn.initializers.zeros, (3,))
+    b = self.param("b", nn.initializers.zeros, (3,))
+    return jax.nn.sigmoid(a) * x + b
+
+
+def test_fitted_on_answered_pairs_its_guide_agrees_with_the_true_gradient():
+  """A black box that dislikes red, L(x) = mean of x's red channel: after fitting on pairs only
+  (as the trainer sees them), ∇_θ mean s_φ(f_A(x; θ)) points where ∇_θ mean L(f_A(x; θ)) does."""
+  anonymizer, sur = _Tint(), _surrogate(level_weight=1.0, learning_rate=3e-3)
+  x = jax.random.uniform(jax.random.key(1), (8, 8, 8, 3))
+  theta = anonymizer.init(jax.random.key(2), x)["params"]
+  flat, unravel = ravel_pytree(theta)
+  black_box = lambda images: images[..., 0].mean(axis=(1, 2))  # noqa: E731
+  zo_state = sur.init(0, (), x[:1])
+  initial = None
+  c = 0.3
+  for k in range(300):
+    key = jax.random.fold_in(jax.random.key(3), k)
+    theta_k = flat + 0.5 * jax.random.normal(jax.random.fold_in(key, 1), flat.shape)
+    delta = jax.random.rademacher(key, flat.shape, jnp.float32)
+    sets = [unravel(theta_k + c * delta), unravel(theta_k - c * delta)]
+    anonymized = jnp.concatenate([anonymizer.apply({"params": p}, x) for p in sets])
+    losses = black_box(anonymized)
+    status = jnp.full(losses.shape, STATUS_OK)
+    zo_state, value = sur.fit(zo_state, anonymized, losses, status, 2, c)
+    initial = float(value) if initial is None else initial
+  assert float(value) < 0.2 * initial
+  guide = ravel_pytree(sur.guide(anonymizer, theta, zo_state, x))[0]
+  true = jax.grad(lambda t: black_box(anonymizer.apply({"params": t}, x)).mean())(theta)
+  true = ravel_pytree(true)[0]
+  cosine = float(jnp.vdot(guide, true) / (jnp.linalg.norm(guide) * jnp.linalg.norm(true)))
+  assert cosine > 0.8, cosine
+
+
+def test_only_the_guided_estimator_with_a_guide_source_gets_a_surrogate():
+  assert (
+    online_surrogate.from_config(synthetic.get_config("smoke")) is online_surrogate.NO_SURROGATE
+  )
+  history = synthetic.get_config("smoke,zo=guided")
+  assert online_surrogate.from_config(history) is online_surrogate.NO_SURROGATE
+  guided = synthetic.get_config("smoke,zo=guided_surrogate")
+  assert guided.optim.zo_method == "guided" and guided.optim.guided.source == "guide"
+  sur = online_surrogate.from_config(guided)
+  assert sur.enabled and sur.model.width == guided.online_surrogate.width
+  guided.online_surrogate.level_weight = -1.0
+  with pytest.raises(ValueError, match="level_weight must be ≥ 0"):
+    online_surrogate.from_config(guided)
+  guided.online_surrogate = {"widht": 8}
+  with pytest.raises(ValueError, match=r"config.online_surrogate: unknown field\(s\) widht"):
+    online_surrogate.from_config(guided)
+
+
+def test_the_surrogate_trains_inside_the_step_and_survives_a_checkpoint(tmp_path):
+  dirs = (str(tmp_path / "tfds"), str(tmp_path / "reference"))
+  config = smoke_config(dirs, **{"optim.zo_method": "guided", "optim.guided.source": "guide"})
+  exp = experiment.build(config, oracle=SpyOracle())
+  state = exp.init_state()
+  assert isinstance(state.zo_state, online_surrogate.WithSurrogate)
+  before = jax.device_get(state.zo_state.surrogate.params)
+  step = exp.train_step()
+  fits = []
+  for k in range(3):
+    state, metrics = step(state, *exp.batch(k))
+    fits.append(float(metrics["surrogate_fit"]))
+  assert all(np.isfinite(fits))
+  moved = [np.abs(np.asarray(a) - b).max() for a, b in zip(
+    jax.tree.leaves(state.zo_state.surrogate.params), jax.tree.leaves(before))]  # fmt: skip
+  assert max(moved) > 0  # φ learned from the answers
+  assert int(state.zo_state.estimator.filled) == 3  # three guides entered the subspace
+  mgr = checkpoint.manager(str(tmp_path / "w"))
+  checkpoint.save(mgr, 3, state, {"step": 3}, {})
+  restored, _ = checkpoint.restore(mgr, exp.abstract_state())
+  for a, b in zip(jax.tree.leaves(restored.zo_state), jax.tree.leaves(state.zo_state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
