@@ -72,6 +72,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--progress", type=float, default=0.5,
     help="the target: this fraction of the way from the starting validation NLL to raw images'",
   )  # fmt: skip
+  p.add_argument(
+    "--plain", action="store_true",
+    help="plain steps θ − a_k d_k (optim.precondition.kind=none) instead of Adam's: a step "
+    "size that cannot jump to the target in a few steps, so the direction's quality counts",
+  )  # fmt: skip
   p.add_argument("--plot", default=None, help="write validation NLL against calls here (PNG)")
   p.add_argument(
     "--from_log", default=None,
@@ -99,6 +104,8 @@ def base_config(args, method: str):
   c.optim.zo_method = "guided" if method in GUIDED else method
   if method in GUIDED:
     c.optim.guided.source = GUIDED[method]
+  if args.plain:
+    c.optim.precondition.kind = "none"
   if args.data_dir:
     c.data.data_dir = args.data_dir
   if args.cache_dir:

@@ -115,3 +115,6 @@ def test_the_two_guided_rows_differ_only_in_their_guide_source():
   history.optim.guided.source = "guide"
   assert history.to_dict() == guided.to_dict()
   assert bench.base_config(args, "spsa_gc").optim.zo_method == "spsa_gc"
+  assert guided.optim.precondition.kind == "adam"
+  plain = bench.base_config(bench.parse_args(["--smoke", "--plain"]), "spsa")
+  assert plain.optim.precondition.kind == "none"
