@@ -8,12 +8,12 @@ the run, with no extra call: at step k the 2q perturbed anonymizations of the ut
 
 give one Adam step on
 
-  ℓ(φ) = mean_{(i,b) scored} [ (s_φ(x⁺_ib) − s_φ(x⁻_ib) − (L⁺_ib − L⁻_ib)) / (2 c_k) ]²
-         + w · mean_{(i,b) scored, ±} (s_φ(x^±_ib) − L^±_ib)²,
+  ℓ(φ) = w_d · mean_{(i,b) scored} [ (s_φ(x⁺_ib) − s_φ(x⁻_ib) − (L⁺_ib − L⁻_ib)) / (2 c_k) ]²
+         + w_l · mean_{(i,b) scored, ±} (s_φ(x^±_ib) − L^±_ib)²,
 
 the first term the directional derivatives the pairs measure (what a guide needs; a sample's
 own offset, e.g. a hard question, cancels in the difference), the second the loss levels
-(w = `level_weight`), which tie the pairs of different steps together. The guide handed to the
+(w_d = `diff_weight`, w_l = `level_weight`), which tie the pairs of different steps together. The guide handed to the
 guided estimator's ``ask`` (``anonymax.optim.guided``, ``source="guide"``) at θ_k is
 
   g̃_k = ∇_θ mean_b s_φ(f_A(x_b; θ)) |_{θ_k},
@@ -39,7 +39,7 @@ import optax
 
 from anonymax.types import STATUS_OK
 
-DEFAULTS = {"width": 16, "learning_rate": 1e-3, "level_weight": 1.0}
+DEFAULTS = {"width": 16, "learning_rate": 1e-3, "diff_weight": 1.0, "level_weight": 1.0}
 # The surrogate's initial φ comes from fold_in(key(seed), _KEY_SALT): the run's other keys (split
 # from key(seed) into three) stay what they are without a surrogate.
 _KEY_SALT = 0x5A11
@@ -113,6 +113,7 @@ class OnlineSurrogate:
   model: LossSurrogate
   tx: optax.GradientTransformation
   level_weight: float = 1.0
+  diff_weight: float = 1.0
   enabled = True
 
   def init(self, seed: int, estimator_state, sample) -> WithSurrogate:
@@ -153,7 +154,7 @@ class OnlineSurrogate:
     diff = ((pred[0] - pred[1]) - (target[0] - target[1])) / scale
     diff_term = jnp.sum(jnp.where(pair, diff**2, 0.0)) / jnp.maximum(jnp.sum(pair), 1)
     level_term = jnp.sum(jnp.where(ok, (pred - target) ** 2, 0.0)) / jnp.maximum(jnp.sum(ok), 1)
-    return diff_term + self.level_weight * level_term
+    return self.diff_weight * diff_term + self.level_weight * level_term
 
   def fit(self, zo_state: WithSurrogate, anonymized, sample_losses, status, num_sets, c_k):
     """One Adam step of φ on ℓ; returns (the new zo_state, ℓ before the step)."""
@@ -184,10 +185,12 @@ def from_config(config) -> NoSurrogate | OnlineSurrogate:
   settings = DEFAULTS | given
   if int(settings["width"]) < 1 or not float(settings["learning_rate"]) > 0:
     raise ValueError(f"config.online_surrogate: width ≥ 1 and learning_rate > 0, got {settings}")
-  if float(settings["level_weight"]) < 0:
-    raise ValueError(f"config.online_surrogate.level_weight must be ≥ 0, got {settings}")
+  for name in ("level_weight", "diff_weight"):
+    if float(settings[name]) < 0:
+      raise ValueError(f"config.online_surrogate.{name} must be ≥ 0, got {settings}")
   return OnlineSurrogate(
     LossSurrogate(width=int(settings["width"])),
     optax.adam(float(settings["learning_rate"])),
     float(settings["level_weight"]),
+    float(settings["diff_weight"]),
   )

@@ -216,9 +216,9 @@ def build(variants: dict) -> ml_collections.ConfigDict:
          agreement_decay=0.9, history_decay=0.9, switch_at=3.0)
   )  # fmt: skip
   c.optim.guided.alpha = ml_collections.FieldReference(None, field_type=float)
-  # The online surrogate s_φ (used with source "guide"): its width, Adam's rate, the weight of
-  # the loss-level term beside the pair differences.
-  c.online_surrogate = dict(width=16, learning_rate=1e-3, level_weight=1.0)
+  # The online surrogate s_φ (used with source "guide"): its width, Adam's rate, the weights of
+  # its fit's pair-difference and loss-level terms.
+  c.online_surrogate = dict(width=16, learning_rate=1e-3, diff_weight=1.0, level_weight=1.0)
   c.optim.scalarization = dict(
     kind=args["scal"],
     # λ: utility first. Tchebycheff equalises λ_i (L_i − z*_i), so with equal weights the

@@ -15,14 +15,14 @@ from anonymax.oracles import STATUS_FAILED, STATUS_OK
 from tests.test_train import SpyOracle, smoke_config
 
 
-def _surrogate(level_weight=0.5, learning_rate=1e-2):
+def _surrogate(level_weight=0.5, learning_rate=1e-2, diff_weight=1.0):
   return online_surrogate.OnlineSurrogate(
-    online_surrogate.LossSurrogate(width=4), optax.adam(learning_rate), level_weight
+    online_surrogate.LossSurrogate(width=4), optax.adam(learning_rate), level_weight, diff_weight
   )
 
 
-def test_the_fit_loss_is_pair_differences_over_2c_plus_weighted_levels_by_hand():
-  sur = _surrogate(level_weight=0.5)
+def test_the_fit_loss_is_weighted_pair_differences_over_2c_plus_levels_by_hand():
+  sur = _surrogate(level_weight=0.5, diff_weight=2.0)
   key = jax.random.key(0)
   q, batch, c = 2, 3, 0.05
   x = jax.random.uniform(key, (2 * q * batch, 8, 8, 3))
@@ -36,7 +36,7 @@ def test_the_fit_loss_is_pair_differences_over_2c_plus_weighted_levels_by_hand()
   ok = (np.asarray(status) == STATUS_OK).reshape(2, q, batch)
   pair = ok[0] & ok[1]
   diff = ((pred[0] - pred[1]) - (target[0] - target[1])) / (2 * c)
-  expected = (diff[pair] ** 2).mean() + 0.5 * ((pred - target)[ok] ** 2).mean()
+  expected = 2.0 * (diff[pair] ** 2).mean() + 0.5 * ((pred - target)[ok] ** 2).mean()
   assert pair.sum() == q * batch - 1 and ok.sum() == 2 * q * batch - 1
   np.testing.assert_allclose(float(value), expected, rtol=1e-5)
 

@@ -39,6 +39,7 @@ import zipfile
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from anonymax import utility_losses
@@ -201,6 +202,36 @@ class ReferenceOracle(Oracle):
       order = np.argsort(-row, kind="stable")[:top_k]
       result.append([] if qid < 0 else [(self.vocab[j], float(row[j])) for j in order])
     return result
+
+  def differentiable_nll(self, queries: Sequence[Query]):
+    """The "nll" loss as a JAX function `nll(visuals, rows)` of float visuals in [0, 1] [N, ...]
+    asked `queries[rows]` (rows: int [N], traceable):
+
+      L_i(x) = −Σ_a w_ia log p(a | x_i, q_i)      (without `query`'s floor on log p),
+
+    differentiable in x, for diagnostics only (e.g. how well a surrogate's gradient agrees with
+    the true one: benchmarks/guide_quality.py). A real black box has nothing like it, and
+    training never uses it. Raises ValueError for a query whose prompt is not known.
+    """
+    parsed = [self._parse(q) for q in queries]
+    if any(p.question < 0 for p in parsed):
+      bad = next(q.prompt for q, p in zip(queries, parsed) if p.question < 0)
+      raise ValueError(f"differentiable_nll: unknown question {bad!r}")
+    qids = jnp.asarray([p.question for p in parsed], jnp.int32)
+    weights = np.zeros((len(parsed), len(self.vocab)), np.float32)
+    for i, p in enumerate(parsed):
+      for j, w in p.weights.items():
+        if j >= 0:
+          weights[i, j] += w
+    weights = jnp.asarray(weights)
+    model = make_model(self.config, num_answers=len(self.vocab), num_questions=len(self.prompts))
+    params = self.params
+
+    def nll(visuals: jax.Array, rows: jax.Array) -> jax.Array:
+      logp = jax.nn.log_softmax(model.apply({"params": params}, visuals, qids[rows]))
+      return -jnp.sum(weights[rows] * logp, axis=-1)
+
+    return nll
 
   # --- the Oracle interface --------------------------------------------------------------------
 
