@@ -5,7 +5,10 @@ The task, for any run config (`task_config`):
 * the anonymizer starts painting most of every image (`Task.mask_init_logit`, m ≈ 0.73 at 1.0),
   so the black box's utility loss starts high, and is trained utility first (λ = (0.999, 0.001),
   z*_utility = 0): the zeroth-order estimate does the work, the exact privacy gradient barely
-  weighs;
+  weighs. From that start one step that shrinks the mask goes most of the way, a nearly
+  one-dimensional problem; with `Task.start_noise` σ > 0 the perturbed parameters start at
+  θ_0 + σ ε instead (`noisy_start`; with a mask logit that paints little), a distortion whose
+  way back has as many directions as there are perturbed parameters;
 * the target: the black box's mean NLL on the first `Task.validation` validation examples,
   anonymized, at most L_0 − p (L_0 − L_raw) (`Task.progress` p: p = ½ is half the way from the
   start L_0 to raw images), checked every `Task.eval_every` steps (those calls are not counted);
@@ -42,12 +45,15 @@ class Task:
   batch_size: int = 8
   mask_init_logit: float = 1.0
   progress: float = 0.5
+  start_noise: float = 0.0
 
   def __post_init__(self):
     if not 0.0 < self.progress <= 1.0:
       raise ValueError(f"progress must be in (0, 1], got {self.progress}")
     if min(self.steps, self.eval_every, self.validation, self.batch_size) < 1:
       raise ValueError(f"steps, eval_every, validation and batch_size must be ≥ 1: {self}")
+    if not self.start_noise >= 0:
+      raise ValueError(f"start_noise must be ≥ 0, got {self.start_noise}")
 
 
 def task_config(config, task: Task, *, a: float, seed: int):
@@ -79,6 +85,24 @@ class Validation:
     return float(np.mean(np.asarray(out.losses, np.float64)))
 
 
+def noisy_start(config, params, sigma: float):
+  """θ_0 + σ ε on the perturbed parameters (config.optim.perturb), ε ~ N(0, I) from the run's
+  seed: a start whose way back has as many directions as there are perturbed parameters."""
+  import jax  # noqa: PLC0415
+
+  from anonymax.optim.flat_subset import covered_leaves  # noqa: PLC0415
+
+  flags = covered_leaves(config.optim.perturb or None, params, "start_noise")
+  leaves, treedef = jax.tree.flatten(params)
+  key = jax.random.fold_in(jax.random.key(int(config.seed)), 0x57A7)
+  keys = jax.random.split(key, len(leaves))
+  out = [
+    leaf + sigma * jax.random.normal(k, leaf.shape, leaf.dtype) if f else leaf
+    for leaf, f, k in zip(leaves, flags, keys)
+  ]
+  return jax.tree.unflatten(treedef, out)
+
+
 def run(config, task: Task, oracle, validation: Validation, *, label: str | None = None) -> dict:
   """One training run of `config` (from `task_config`) until the target or `task.steps`.
 
@@ -99,6 +123,8 @@ def run(config, task: Task, oracle, validation: Validation, *, label: str | None
     return validation.loss(to_uint8(np.asarray(apply(params, x))))
 
   state = exp.init_state()
+  if task.start_noise > 0:
+    state = state.replace(params=noisy_start(config, state.params, task.start_noise))
   start, raw = val_loss(state.params), validation.loss(validation.visuals)
   target = start - task.progress * (start - raw)
   step_fn = exp.train_step()

@@ -73,6 +73,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     help="the target: this fraction of the way from the starting validation NLL to raw images'",
   )  # fmt: skip
   p.add_argument(
+    "--start_noise", type=float, default=0.0,
+    help="start from θ_0 + σ ε on the perturbed parameters (σ; use with --mask_init_logit=-3): "
+    "a way back with many directions (anonymax/calls_to_target.py)",
+  )  # fmt: skip
+  p.add_argument(
     "--plain", action="store_true",
     help="plain steps θ − a_k d_k (optim.precondition.kind=none) instead of Adam's: a step "
     "size that cannot jump to the target in a few steps, so the direction's quality counts",
@@ -89,6 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   args.grid = [float(a) for a in args.grid.split(",") if a]
   if not args.grid or any(a <= 0 for a in args.grid):
     p.error(f"--grid: step sizes must be > 0, got {args.grid}")
+  if not args.start_noise >= 0:
+    p.error(f"--start_noise must be ≥ 0, got {args.start_noise}")
   if not 0.0 < args.progress <= 1.0:
     p.error(f"--progress must be in (0, 1], got {args.progress}")
   if min(args.eval_every, args.steps, args.seeds, args.tune_seeds) < 1 or args.extensions < 0:
@@ -120,6 +127,7 @@ def task(args):
   return Task(
     steps=args.steps, eval_every=args.eval_every, validation=args.validation,
     batch_size=args.batch_size, mask_init_logit=args.mask_init_logit, progress=args.progress,
+    start_noise=args.start_noise,
   )  # fmt: skip
 
 

@@ -2,6 +2,8 @@
 
 import re
 
+import jax
+import numpy as np
 import pytest
 
 from anonymax import calls_to_target
@@ -118,3 +120,41 @@ def test_the_two_guided_rows_differ_only_in_their_guide_source():
   assert guided.optim.precondition.kind == "adam"
   plain = bench.base_config(bench.parse_args(["--smoke", "--plain"]), "spsa")
   assert plain.optim.precondition.kind == "none"
+
+
+def test_the_noisy_start_moves_only_the_perturbed_parameters_the_same_way_per_seed(tmp_path):
+  from anonymax import experiment
+  from anonymax.optim.flat_subset import covered_leaves
+
+  args = bench.parse_args(
+    ["--smoke", "--start_noise", "3", "--mask_init_logit", "-3", "--data_dir", str(tmp_path)]
+  )
+  config = calls_to_target.task_config(
+    bench.base_config(args, "spsa"), bench.task(args), a=0.1, seed=4
+  )
+  params = experiment.build(config).init_state().params
+  noisy = calls_to_target.noisy_start(config, params, 3.0)
+  again = calls_to_target.noisy_start(config, params, 3.0)
+  flags = covered_leaves(config.optim.perturb, params, "test")
+  moved = []
+  for before, after, same, perturbed in zip(
+    jax.tree.leaves(params), jax.tree.leaves(noisy), jax.tree.leaves(again), flags
+  ):
+    np.testing.assert_array_equal(np.asarray(after), np.asarray(same))
+    if perturbed:
+      moved.append(np.ravel(np.asarray(after) - np.asarray(before)))
+    else:
+      np.testing.assert_array_equal(np.asarray(after), np.asarray(before))
+  assert moved and len(moved) < len(flags)
+  assert np.std(np.concatenate(moved)) == pytest.approx(3.0, rel=0.1)
+  other_seed = config.copy_and_resolve_references()
+  other_seed.seed = 5
+  elsewhere = calls_to_target.noisy_start(other_seed, params, 3.0)
+  assert any(
+    not np.array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(noisy), jax.tree.leaves(elsewhere))
+  )
+  with pytest.raises(ValueError, match="start_noise must be ≥ 0"):
+    calls_to_target.Task(start_noise=-1.0)
+  with pytest.raises(SystemExit):
+    bench.parse_args(["--start_noise", "-1"])
