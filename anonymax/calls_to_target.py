@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from anonymax.types import STATUS_OK
+
 # Utility first: the Tchebycheff weights and ideal point of the task (see the module docstring).
 TASK_WEIGHTS = (0.999, 0.001)
 
@@ -81,8 +83,12 @@ class Validation:
     self.visuals, self.queries, self.oracle = split.visuals[:n], split.queries[:n], oracle
 
   def loss(self, visuals) -> float:
+    """The mean over the samples the black box scored (NaN when it scored none): a failed
+    sample's loss is 0 by the oracle's contract and must not pull the mean down."""
     out = self.oracle.query(np.asarray(visuals), self.queries)
-    return float(np.mean(np.asarray(out.losses, np.float64)))
+    ok = np.asarray(out.status) == STATUS_OK
+    losses = np.asarray(out.losses, np.float64)
+    return float(np.mean(losses[ok])) if ok.any() else float("nan")
 
 
 def noisy_start(config, params, sigma: float):
@@ -128,9 +134,11 @@ def run(config, task: Task, oracle, validation: Validation, *, label: str | None
   start, raw = val_loss(state.params), validation.loss(validation.visuals)
   target = start - task.progress * (start - raw)
   step_fn = exp.train_step()
-  curve, reached = [(0, 0, start)], None
+  curve = [(0, 0, start)]
+  # A start already at raw images' loss (a noisy start can be) is at its target with no call.
+  reached = 0 if start <= target else None
   batch = exp.batch(0)
-  for step in range(task.steps):
+  for step in range(task.steps if reached is None else 0):
     nxt = exp.batch(step + 1) if step + 1 < task.steps else None
     state, _ = step_fn(state, *batch, next_visuals=None if nxt is None else nxt[0])
     batch = nxt

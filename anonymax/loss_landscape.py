@@ -25,7 +25,7 @@ with A, α, γ, q and the history's m, d, γ, b at :data:`anonymax.optim.DEFAULT
 In 2-D a Rademacher Δ_k is one of the four diagonals (±1, ±1), so every SPSA step is diagonal:
 on a valley that is not diagonal the path zig-zags across the floor. Which method gets within r
 first depends on the gains and the seed (with the defaults, a = 0.1, ours does in seeds 0-4; at
-a = 0.3 it varies from seed to seed); (1 + I_k) ∈ (0.5, 1.5) also makes ours' steps longer.
+a = 0.3 it varies from seed to seed); (1 + I_k) ∈ (0.5, 1.5) also rescales ours' steps.
 
   python -m anonymax.loss_landscape --out=landscape.png [--steps=300 --seed=0 --a=0.1 ...]
 """

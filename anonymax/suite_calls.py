@@ -61,12 +61,14 @@ def markdown(rows, calls: Mapping[str, list[dict]]) -> list[str]:
   if not measured:
     return []
   first = next(iter(calls.values()))[0]
+  nll = {k: "n/a" if first.get(k) is None else f"{first[k]:.3f}" for k in
+         ("start_nll", "target_nll", "raw_nll")}  # fmt: skip
   lines = [
     "### Oracle calls to a fixed validation target",
     "",
     "The black box's validation NLL of the anonymized images must fall part of the way from the "
     "task's painted start to raw images' (on the first measured run: from "
-    f"{first['start_nll']:.3f} to {first['target_nll']:.3f}, raw {first['raw_nll']:.3f}); "
+    f"{nll['start_nll']} to {nll['target_nll']}, raw {nll['raw_nll']}); "
     "training calls are counted until then, a miss at the most calls (†). The task and the "
     "tuning rule: `anonymax/calls_to_target.py`.",
     "",

@@ -44,6 +44,16 @@ def fronts(rows, summaries: Mapping[str, dict], weights: Mapping[str, Sequence[f
   return out
 
 
+def missing_points(rows, points: Mapping[str, list[dict]]) -> dict[str, int]:
+  """{method: how many of its front's rows have no measured point yet}."""
+  out: dict[str, int] = {}
+  for row in rows:
+    if row.front is not None:
+      measured = {q["name"] for q in points.get(row.front, [])}
+      out[row.front] = out.get(row.front, 0) + (row.name not in measured)
+  return out
+
+
 def reference_points(table1: Mapping, chance: float | None):
   """(r, z) of the module docstring from the method's Table 1 rows and the chance cMAP, or None
   without a measured raw row or chance floor."""

@@ -18,7 +18,7 @@ from anonymax import eval_report, suite_calls, suite_fronts, suites
 
 REPORT_FILE = "README.md"
 FIGURE_FILE = "tradeoff.png"
-SAMPLES_FILE = "samples.png"  # the method's raw vs anonymized grid, copied from its seed-0 run
+SAMPLES_FILE = "samples.png"  # the method's raw vs anonymized grid, from its first finished run
 LANDSCAPE_FILE = "landscape.png"  # SPSA and ours on a 2-D toy loss (anonymax.loss_landscape)
 
 
@@ -87,16 +87,22 @@ def claims(
   table1: Mapping,
   volumes: Mapping[str, dict] | None = None,
   calls: Mapping[str, list[dict]] | None = None,
+  missing_points: Mapping[str, int] | None = None,
 ) -> list:
   """The paper's orderings, each as (claim, verdict, the figures it rests on); `volumes` are the
   fronts' hypervolumes (`anonymax.suite_fronts.hypervolumes`), `calls` the Table 6 rows'
-  calls.json records (`anonymax.suite_runner.load_calls`)."""
+  calls.json records (`anonymax.suite_runner.load_calls`), `missing_points` each front's rows
+  not measured yet (`anonymax.suite_fronts.missing_points`)."""
   out = []
   volumes = volumes or {}
   if "ours" in volumes and len(volumes) > 1:
     best = max(volumes, key=lambda m: volumes[m]["hv"])
     verdict = "holds" if volumes["ours"]["hv"] >= volumes[best]["hv"] else "does not hold"
     detail = ", ".join(f"{m} {v['hv']:.0f}" for m, v in volumes.items())
+    incomplete = {m: n for m, n in (missing_points or {}).items() if n}
+    if incomplete:  # a front missing points would be compared on fewer of them
+      verdict = "not measured"
+      detail += "; points not measured yet: " + ", ".join(f"{m} {n}" for m, n in incomplete.items())
     out.append(("ours has the front with the largest hypervolume", verdict, detail))
   have = {r.name for r in rows}
   ours = summaries.get("ours", {})
@@ -179,11 +185,19 @@ def write(
   calls = calls or {}
   summaries = {name: summary(records) for name, records in results.items()}
   table1 = evaluation_rows(results.get("ours", []))
-  some = next((r for records in results.values() for r in records), None)
-  weights = {
-    n: records[0]["weights"] for n, records in results.items() if records[0].get("weights")
-  }
+  # A measured record (a diverged one has no figures), else any.
+  records_all = [r for records in results.values() for r in records]
+  some = next(
+    (r for r in records_all if "chance_cmap" in r), records_all[0] if records_all else None
+  )
+  weights = {}
+  for row in rows:  # λ of each row: its runs' record, else its override (older records lack it)
+    found = next((r["weights"] for r in results.get(row.name, []) if r.get("weights")), None)
+    found = found or row.overrides.get("optim.scalarization.weights")
+    if found is not None:
+      weights[row.name] = found
   points = suite_fronts.fronts(rows, summaries, weights)
+  missing = suite_fronts.missing_points(rows, points)
   refs = suite_fronts.reference_points(table1, None if some is None else some.get("chance_cmap"))
   volumes = suite_fronts.hypervolumes(points, *refs) if refs else {}
   finished = sum(len(v) for v in results.values())
@@ -208,7 +222,7 @@ def write(
       "",
     ]
   lines += ["## The paper's claims on this benchmark", ""]
-  found = claims(rows, summaries, table1, volumes, calls)
+  found = claims(rows, summaries, table1, volumes, calls, missing_points=missing)
   lines += [f"- **{c}**: {v} ({d})." for c, v, d in found] or ["- nothing measured yet."]
   lines.append("")
   if table1:
@@ -274,7 +288,7 @@ def write(
       "",
       "An illustration, not a measurement: both run `anonymax.optim` with the same gains, seed "
       "and oracle noise on a toy valley (`python -m anonymax.loss_landscape`); at equal a the "
-      "history's factor (1 + I_k) also lengthens ours' steps. With each method's step size "
+      "history's factor (1 + I_k) also changes the length of ours' steps. With each method's step size "
       "tuned, the call counts are Table 6's above and `benchmarks/zo_calls.md`'s.",
       "",
       f"![loss landscape]({LANDSCAPE_FILE})",

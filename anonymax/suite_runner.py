@@ -229,16 +229,24 @@ def run_calls(
     )
 
   tuning_path = os.path.join(out, "runs", row.name, TUNING_FILE)
+  tuned_with = json.loads(json.dumps(settings))  # as JSON reads it back (tuples → lists)
   if os.path.exists(tuning_path):
     with open(tuning_path) as f:
-      chosen = json.load(f)["chosen_a"]
+      saved = json.load(f)
+    if {k: saved.get(k) for k in tuned_with} != tuned_with:
+      raise ValueError(
+        f"{tuning_path}: tuned with other settings than this suite's {tuned_with}; move it away "
+        "to tune again"
+      )
+    chosen = saved["chosen_a"]
   else:
     seeds = range(settings["tune_seeds"])
     chosen, runs = calls_to_target.tune(
       lambda a: [one(a, s) for s in seeds], settings["grid"], settings["extensions"]
     )
     os.makedirs(os.path.dirname(tuning_path), exist_ok=True)
-    _write_atomic(tuning_path, {"row": row.name, "chosen_a": chosen, "runs": runs} | settings)
+    tuning = {"row": row.name, "chosen_a": chosen, "runs": runs} | tuned_with
+    _write_atomic(tuning_path, evaluate.nan_to_none(json.loads(json.dumps(tuning, default=float))))
   reported = one(chosen, settings["tune_seeds"] + seed)
   record = {
     **reported,
@@ -249,7 +257,7 @@ def run_calls(
     "missed": reported["calls_to_target"] is None,
     "calls_per_sample_to_target": reported["calls_counted"] / max(1, int(config.data.num_train)),
   }
-  record = json.loads(json.dumps(record, default=float))
+  record = evaluate.nan_to_none(json.loads(json.dumps(record, default=float)))
   _write_atomic(os.path.join(run_dir(out, row, seed), CALLS_FILE), record)
   return record
 

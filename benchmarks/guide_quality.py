@@ -22,7 +22,7 @@ seed and step size) and prints at every step, over the perturbed subset,
 random_share=<k/D> dims=<D>` (medians over the steps after the first `--warmup`). The surrogate's
 settings can be changed with --width, --learning_rate, --diff_weight and --level_weight.
 
-  python benchmarks/guide_quality.py              # ~5 min on 2 cores
+  python benchmarks/guide_quality.py              # 2 to 3 min on 2 cores
   python benchmarks/guide_quality.py --smoke      # tiny sizes (the tests)
 """
 

@@ -22,11 +22,12 @@ suites also run for every Table 6 row (`launch/experiments.py`).
 
 * `guided` is `zo_method="guided"` (anonymax.optim.guided) with its subspace spanned by the
   gradients of the trainer's online surrogate of the black box (`source="guide"`,
-  anonymax.online_surrogate: a small CNN fitted on the answers already paid for);
+  anonymax.online_surrogate: a small CNN fitted on the answers already paid for; the config
+  variant zo=guided_surrogate, not zo=guided);
   `guided_history` spans it with its own past estimates instead (`source="history"`); any other
   `zo_method` (`es`, `cma_es`, `reinforce`) can be added with `--methods`.
 
-  python benchmarks/zo_task.py --plot=calls.png > log   # ~25 min on 2 cores
+  python benchmarks/zo_task.py --plot=calls.png > log   # ~30 min on 2 cores
   python benchmarks/zo_task.py --smoke                   # tiny sizes (the tests)
   python benchmarks/zo_task.py --from_log=log --plot=calls.png   # again from a run's output
 

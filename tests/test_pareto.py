@@ -47,10 +47,10 @@ def test_the_suite_report_gives_each_fronts_hypervolume_and_the_verdict(tmp_path
     "spsa_w0.8": [_record("spsa_w0.8", 0, 71.0, 63.0, weights=[0.8, 0.2])],
     "spsa_w0.5": [_record("spsa_w0.5", 0, 65.0, 64.0, weights=[0.5, 0.5])],
   }
+  # The surrogate model's front left out: every front in the suite is complete.
+  rows = [r for r in suites.PAPER_ROWS if r.front != "surrogate_model"]
   text = open(
-    suite_report.write(
-      str(tmp_path), "paper", suites.PAPER_ROWS, results, seeds=1, quick=True, base="B"
-    )  # fmt: skip
+    suite_report.write(str(tmp_path), "paper", rows, results, seeds=1, quick=True, base="B")
   ).read()
   # Reference (0, 75), ideal (78, chance 46): box 78 x 29 = 2262.
   # ours: 74(75-64) + 70(64-58) + 60(58-50) = 814 + 420 + 480 = 1714 -> 0.758.
@@ -60,6 +60,19 @@ def test_the_suite_report_gives_each_fronts_hypervolume_and_the_verdict(tmp_path
   assert "| 888 | 0.393 |" in text
   assert "**ours has the front with the largest hypervolume**: holds (ours 1714, spsa 888)" in text
   assert (tmp_path / "fronts.png").stat().st_size > 1000
+  # With the surrogate model's three rows in the suite but not run, no verdict yet; a record
+  # without its λ (an older one) takes the row's override.
+  del results["spsa_w0.8"][0]["weights"]
+  text = open(
+    suite_report.write(
+      str(tmp_path), "paper", suites.PAPER_ROWS, results, seeds=1, quick=True, base="B"
+    )
+  ).read()
+  assert (
+    "**ours has the front with the largest hypervolume**: not measured (ours 1714, spsa 888; "
+    "points not measured yet: surrogate_model 3)" in text
+  )
+  assert "0.8: 71.0 / 63.0" in text
 
 
 def test_without_the_raw_row_the_fronts_have_no_hypervolume_yet(tmp_path):

@@ -135,7 +135,7 @@ def test_the_noisy_start_moves_only_the_perturbed_parameters_the_same_way_per_se
   params = experiment.build(config).init_state().params
   noisy = calls_to_target.noisy_start(config, params, 3.0)
   again = calls_to_target.noisy_start(config, params, 3.0)
-  flags = covered_leaves(config.optim.perturb, params, "test")
+  flags = covered_leaves(config.optim.perturb or None, params, "test")
   moved = []
   for before, after, same, perturbed in zip(
     jax.tree.leaves(params), jax.tree.leaves(noisy), jax.tree.leaves(again), flags
@@ -158,3 +158,25 @@ def test_the_noisy_start_moves_only_the_perturbed_parameters_the_same_way_per_se
     calls_to_target.Task(start_noise=-1.0)
   with pytest.raises(SystemExit):
     bench.parse_args(["--start_noise", "-1"])
+
+
+def test_the_validation_loss_averages_only_what_the_black_box_scored(tmp_path):
+  from anonymax.configs import synthetic
+  from anonymax.oracles import STATUS_FAILED, STATUS_OK, Oracle, OracleOutput
+
+  class HalfFailing(Oracle):
+    """Scores 1.0 on even samples; odd ones fail (loss 0, as the contract has it)."""
+
+    def __init__(self):
+      super().__init__(name="half", loss="nll")
+
+    def query(self, visuals, queries):
+      n = len(queries)
+      status = np.where(np.arange(n) % 2 == 0, STATUS_OK, STATUS_FAILED).astype(np.int32)
+      losses = np.where(status == STATUS_OK, 1.0, 0.0).astype(np.float32)
+      return OracleOutput(losses, status, [""] * n)
+
+  config = synthetic.get_config("smoke,scenes=v2")
+  config.data.data_dir = str(tmp_path)
+  validation = calls_to_target.Validation(config, HalfFailing(), 8)
+  assert validation.loss(validation.visuals) == 1.0  # not 0.5
