@@ -19,7 +19,8 @@ seed and step size) and prints at every step, over the perturbed subset,
 `benchmarks/zo_calls.py --guide` shows what a guide of cosine 0.58 buys on a synthetic problem
 (40× fewer calls than SPSA); this measures what the trainer's own guide reaches. The last line is
 `guide_abs_cosine_median=<x> spsa_abs_cosine_median=<y> subspace_share_median=<ρ>
-random_share=<k/D> dims=<D>` (medians over the steps after the first `--warmup`). The surrogate's
+random_share=<k/D> alpha_median=<α> dims=<D>` (medians over the steps after the first
+`--warmup`; α is the share of full-space pairs the estimator chose from its measured agreement). The surrogate's
 settings can be changed with --width, --learning_rate, --diff_weight and --level_weight.
 
   python benchmarks/guide_quality.py              # 2 to 3 min on 2 cores
@@ -167,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     state, metrics = step_fn(state, u_visuals, u_ids, *rest)
     record["surrogate_fit"] = float(metrics["surrogate_fit"])
+    record["alpha"] = float(metrics["guided_alpha"])  # the share of full-space pairs it chose
     records.append(record)
     print(json.dumps(record), flush=True)
   kept = records[args.warmup :]
@@ -177,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       ("spsa_abs_cosine_median", lambda r: abs(r["spsa_cosine"])),
       ("subspace_share_median", lambda r: r["subspace_share"]),
       ("random_share", lambda r: r["random_share"]),
+      ("alpha_median", lambda r: r["alpha"]),
     )
   }
   line = " ".join(f"{k}={v:.4f}" for k, v in medians.items()) + f" dims={int(g_true.shape[0])}"

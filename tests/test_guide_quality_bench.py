@@ -53,6 +53,7 @@ def test_the_benchmark_prints_both_cosines_each_step_and_their_medians(smoke_dir
     assert -1.0 <= r["guide_cosine"] <= 1.0 and -1.0 <= r["spsa_cosine"] <= 1.0
     assert 0.0 <= r["subspace_share"] <= 1.0 + 1e-9
     assert np.isfinite(r["surrogate_fit"]) and r["true_loss"] > 0
+    assert 0.0 < r["alpha"] <= 1.0
   # The subspace fills up with one guide per step, up to k = 4.
   assert [round(r["random_share"] * out["dims"]) for r in records] == [1, 2, 3, 4]
   # One vector's share is its squared cosine.

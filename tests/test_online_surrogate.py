@@ -115,8 +115,24 @@ def test_the_surrogate_trains_inside_the_step_and_survives_a_checkpoint(tmp_path
     jax.tree.leaves(state.zo_state.surrogate.params), jax.tree.leaves(before))]  # fmt: skip
   assert max(moved) > 0  # φ learned from the answers
   assert int(state.zo_state.estimator.filled) == 3  # three guides entered the subspace
+  # α: ½ until both kinds of pair were measured, then within [α_min, 1 − α_min].
+  assert 0.02 <= float(metrics["guided_alpha"]) <= 0.98
   mgr = checkpoint.manager(str(tmp_path / "w"))
   checkpoint.save(mgr, 3, state, {"step": 3}, {})
   restored, _ = checkpoint.restore(mgr, exp.abstract_state())
   for a, b in zip(jax.tree.leaves(restored.zo_state), jax.tree.leaves(state.zo_state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_fit_pairs_set_i_with_set_q_plus_i_as_the_guided_estimator_asks():
+  """The fit reads [S·B] as (2, q, B): pluses then minuses. The guided estimator's sets are
+  θ + sε_i (i < q) then θ − sε_i, so set i and set q + i are one pair."""
+  from anonymax.optim import guided_estimator
+
+  q = 3
+  est = guided_estimator(num_samples=q, source="guide", alpha=0.5)
+  params = {"w": jnp.arange(5.0)}
+  sets, _ = est.ask(jax.random.key(0), params, est.init(params), scale=0.1, guide=params)
+  w = np.asarray(sets["w"])
+  np.testing.assert_allclose(w[:q] - params["w"], -(w[q:] - params["w"]), atol=1e-6)
+  assert np.abs(w[:q] - params["w"]).max() > 0

@@ -37,6 +37,7 @@ from jax.flatten_util import ravel_pytree
 
 from anonymax import parallel
 from anonymax.online_surrogate import NO_SURROGATE
+from anonymax.optim.guided import GuidedAsked
 from anonymax.oracles.bridge import OracleBridge
 from anonymax.step import parts
 from anonymax.step.process_shards import ProcessShards
@@ -250,6 +251,8 @@ def make_train_step(
     )
     if surrogate_fit is not None:
       metrics["surrogate_fit"] = surrogate_fit
+    if isinstance(asked, GuidedAsked):  # how much the guided estimator trusts its subspace
+      metrics["guided_alpha"] = asked.alpha
     return new_fields, metrics
 
   def combine_perturb(

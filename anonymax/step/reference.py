@@ -13,6 +13,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from anonymax.online_surrogate import NO_SURROGATE
+from anonymax.optim.guided import GuidedAsked
 from anonymax.oracles.bridge import OracleBridge
 from anonymax.step import parts
 from anonymax.step.state import TrainState, flat_parameters, step_key
@@ -120,6 +121,8 @@ def make_reference_step(
     )
     if surrogate_fit is not None:
       metrics["surrogate_fit"] = surrogate_fit
+    if isinstance(asked, GuidedAsked):  # how much the guided estimator trusts its subspace
+      metrics["guided_alpha"] = asked.alpha
     return new_state, metrics
 
   return reference_step
