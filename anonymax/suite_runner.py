@@ -264,14 +264,7 @@ def run_calls(
 
 def load_calls(out: str, rows, seeds: int) -> dict[str, list[dict]]:
   """{row name: the measured calls.json records, by seed}."""
-  found = {}
-  for row in rows:
-    for seed in range(seeds):
-      path = os.path.join(run_dir(out, row, seed), CALLS_FILE)
-      if os.path.exists(path):
-        with open(path) as f:
-          found.setdefault(row.name, []).append(json.load(f))
-  return found
+  return _load_records(out, rows, seeds, CALLS_FILE)
 
 
 def check_same_suite(out: str, settings: dict) -> None:
@@ -293,14 +286,19 @@ def check_same_suite(out: str, settings: dict) -> None:
 
 def load_results(out: str, rows, seeds: int) -> dict[str, list[dict]]:
   """{row name: the finished runs' result.json records, by seed} of a suite's output folder."""
-  results = {}
+  return _load_records(out, rows, seeds, RESULT_FILE)
+
+
+def _load_records(out: str, rows, seeds: int, filename: str) -> dict[str, list[dict]]:
+  """{row name: the `filename` records of its seeds' folders that exist, by seed}."""
+  found = {}
   for row in rows:
     for seed in range(seeds):
-      path = os.path.join(run_dir(out, row, seed), RESULT_FILE)
+      path = os.path.join(run_dir(out, row, seed), filename)
       if os.path.exists(path):
         with open(path) as f:
-          results.setdefault(row.name, []).append(json.load(f))
-  return results
+          found.setdefault(row.name, []).append(json.load(f))
+  return found
 
 
 def run_suite(

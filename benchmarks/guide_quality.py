@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   def measure(params, zo_state, opt_state, rng, step, u_visuals, rows):
     """(g*, g̃, one exact-loss SPSA estimate, L) over the perturbed subset at θ_k."""
     x = parts.to_unit(u_visuals)
-    g_true = flatten(jax.grad(true_loss)(params, x, rows), flags)
+    loss, g_true = jax.value_and_grad(true_loss)(params, x, rows)
+    g_true = flatten(g_true, flags)
     guide = flatten(surrogate.guide(anonymizer, params, zo_state, x), flags)
     c_k = exp.optimizer.perturbation_scale(opt_state)
     key = jax.random.fold_in(step_key(rng, step), 17)
@@ -144,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     delta = jax.random.rademacher(key, theta.shape, jnp.float32)
     plus = true_loss(with_subset(params, theta + c_k * delta), x, rows)
     minus = true_loss(with_subset(params, theta - c_k * delta), x, rows)
-    return g_true, guide, (plus - minus) / (2 * c_k) * delta, true_loss(params, x, rows)
+    return g_true, guide, (plus - minus) / (2 * c_k) * delta, loss
 
   step_fn = exp.train_step()
   records = []

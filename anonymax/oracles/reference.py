@@ -123,8 +123,8 @@ class ReferenceOracle(Oracle):
     self.max_batch = int(max_batch)
     self._vocab_index = {normalize_text(a): i for i, a in reversed(list(enumerate(self.vocab)))}
     self._prompt_index = {p: i for i, p in reversed(list(enumerate(self.prompts)))}
-    model = make_model(config, num_answers=len(self.vocab), num_questions=len(self.prompts))
-    self._predict = make_predict_fn(model)
+    self._model = make_model(config, num_answers=len(self.vocab), num_questions=len(self.prompts))
+    self._predict = make_predict_fn(self._model)
     self.params = jax.device_put(params)
 
   # --- the text interface ----------------------------------------------------------------------
@@ -224,8 +224,7 @@ class ReferenceOracle(Oracle):
         if j >= 0:
           weights[i, j] += w
     weights = jnp.asarray(weights)
-    model = make_model(self.config, num_answers=len(self.vocab), num_questions=len(self.prompts))
-    params = self.params
+    model, params = self._model, self.params
 
     def nll(visuals: jax.Array, rows: jax.Array) -> jax.Array:
       logp = jax.nn.log_softmax(model.apply({"params": params}, visuals, qids[rows]))
