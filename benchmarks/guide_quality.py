@@ -19,8 +19,9 @@ seed and step size) and prints at every step, over the perturbed subset,
 `benchmarks/zo_calls.py --guide` shows what a guide of cosine 0.58 buys on a synthetic problem
 (40× fewer calls than SPSA); this measures what the trainer's own guide reaches. The last line is
 `guide_abs_cosine_median=<x> spsa_abs_cosine_median=<y> subspace_share_median=<ρ>
-random_share=<k/D> alpha_median=<α> dims=<D>` (medians over the steps after the first
-`--warmup`; α is the share of full-space pairs the estimator chose from its measured agreement). The surrogate's
+random_share=<k/D> alpha_median=<α> agreement_median=<ρ̂> dims=<D>` (medians over the steps
+after the first `--warmup`; α is the share of full-space pairs the estimator chose from its
+measured agreement ρ̂, the estimator's own reading of subspace_share from its pairs). The surrogate's
 settings can be changed with --width, --learning_rate, --diff_weight and --level_weight.
 
   python benchmarks/guide_quality.py              # 2 to 3 min on 2 cores
@@ -170,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     state, metrics = step_fn(state, u_visuals, u_ids, *rest)
     record["surrogate_fit"] = float(metrics["surrogate_fit"])
     record["alpha"] = float(metrics["guided_alpha"])  # the share of full-space pairs it chose
+    # ρ̂: the estimator's own measure of subspace_share, from its pairs (None until measured).
+    rho_hat = float(metrics["guided_agreement"])
+    record["agreement"] = rho_hat if np.isfinite(rho_hat) else None
     records.append(record)
     print(json.dumps(record), flush=True)
   kept = records[args.warmup :]
@@ -183,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
       ("alpha_median", lambda r: r["alpha"]),
     )
   }
+  measured = [r["agreement"] for r in kept if r["agreement"] is not None]
+  medians["agreement_median"] = statistics.median(measured) if measured else float("nan")
   line = " ".join(f"{k}={v:.4f}" for k, v in medians.items()) + f" dims={int(g_true.shape[0])}"
   print(line)
   return {"records": records, "medians": medians, "dims": int(g_true.shape[0]), "line": line}

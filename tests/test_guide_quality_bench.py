@@ -62,6 +62,11 @@ def test_the_benchmark_prints_both_cosines_each_step_and_their_medians(smoke_dir
   assert medians["guide_abs_cosine_median"] == pytest.approx(
     np.median([abs(r["guide_cosine"]) for r in records[1:]])
   )
+  # ρ̂, the estimator's own reading of the share: unmeasured at first, then a share.
+  assert records[0]["agreement"] is None
+  measured = [r["agreement"] for r in records[1:] if r["agreement"] is not None]
+  assert all(0.0 <= a <= 1.0 for a in measured)
+  assert measured and medians["agreement_median"] == pytest.approx(np.median(measured))
   last = capsys.readouterr().out.strip().splitlines()[-1]
   assert last == out["line"] and last.startswith("guide_abs_cosine_median=")
   assert last.endswith(f"dims={out['dims']}") and out["dims"] > 100

@@ -117,6 +117,7 @@ def test_the_surrogate_trains_inside_the_step_and_survives_a_checkpoint(tmp_path
   assert int(state.zo_state.estimator.filled) == 3  # three guides entered the subspace
   # α: ½ until both kinds of pair were measured, then within [α_min, 1 − α_min].
   assert 0.02 <= float(metrics["guided_alpha"]) <= 0.98
+  assert 0.0 <= float(metrics["guided_agreement"]) <= 1.0  # ρ̂, measured by then
   mgr = checkpoint.manager(str(tmp_path / "w"))
   checkpoint.save(mgr, 3, state, {"step": 3}, {})
   restored, _ = checkpoint.restore(mgr, exp.abstract_state())

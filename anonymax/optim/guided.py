@@ -96,6 +96,9 @@ class GuidedAsked(NamedTuple):
   alpha: jax.Array  # [] float32: the probability of a full-space pair this step.
   basis: jax.Array  # [D, k] float32: U, orthonormal columns (unused ones zero).
   guide: jax.Array  # [D] float32: this step's guide (zeros for source="history").
+  # [] float32: ρ̂ = (k/D) S_sub/S_full, the measured share of the gradient in the subspace
+  # (NaN until both kinds of pair have been measured, or while there is no subspace).
+  agreement: jax.Array
   params_spec: ParamsSpec  # static: θ's structure, shapes and dtypes.
 
 
@@ -171,12 +174,20 @@ def guided_estimator(
     f32, i32 = (lambda: jnp.zeros((), jnp.float32)), (lambda: jnp.zeros((), jnp.int32))
     return GuidedState(jnp.zeros((k, dims), jnp.float32), i32(), f32(), f32(), i32(), i32())
 
+  def agreement(state, rank, dims):
+    """ρ̂ = (k/D) S_sub/S_full in [0, 1], NaN until both kinds are measured or without a
+    subspace (the module docstring)."""
+    rank_f = jnp.maximum(rank, 1).astype(jnp.float32)
+    rho = jnp.clip(rank_f / dims * state.sq_sub / jnp.maximum(state.sq_full, 1e-30), 0.0, 1.0)
+    measured = (state.n_full > 0) & (state.n_sub > 0) & (rank > 0)
+    return jnp.where(measured, rho, jnp.nan).astype(jnp.float32)
+
   def mixing(state, rank, dims):
     """α for this step, from the agreement measured so far and the subspace's rank."""
     if alpha is not None:
       return jnp.where(rank > 0, jnp.float32(alpha), 1.0)
     rank_f = jnp.maximum(rank, 1).astype(jnp.float32)
-    rho = jnp.clip(rank_f / dims * state.sq_sub / jnp.maximum(state.sq_full, 1e-30), 0.0, 1.0)
+    rho = jnp.nan_to_num(agreement(state, rank, dims))
     ratio = rho * dims / (rank_f + 2)
     # The progress is largest at an end of [0, 1] (see the module docstring): switch smoothly
     # between the two ends, never quite reaching them, so both running means stay current.
@@ -223,10 +234,12 @@ def guided_estimator(
     valid = valid & (diag > 1e-6 * jnp.maximum(jnp.max(diag), 1e-30))
     basis = jnp.where(valid[None, :], u, 0.0)
     s = jnp.asarray(scale, jnp.float32)
-    alpha_k = mixing(state, jnp.sum(valid), dims)
+    rank = jnp.sum(valid)
+    alpha_k = mixing(state, rank, dims)
     _, eps = directions(key, alpha_k, basis)
     probes = jnp.concatenate([theta + s * eps, theta - s * eps])
-    asked = GuidedAsked(key, s, alpha_k, basis, newest, ParamsSpec.of(params))
+    rho_hat = agreement(state, rank, dims)
+    asked = GuidedAsked(key, s, alpha_k, basis, newest, rho_hat, ParamsSpec.of(params))
     return sets_from_rows(probes, params, flags), asked
 
   def tell(state, losses, asked):

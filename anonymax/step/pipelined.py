@@ -253,6 +253,7 @@ def make_train_step(
       metrics["surrogate_fit"] = surrogate_fit
     if isinstance(asked, GuidedAsked):  # how much the guided estimator trusts its subspace
       metrics["guided_alpha"] = asked.alpha
+      metrics["guided_agreement"] = asked.agreement  # ρ̂, the measured share in the subspace
     return new_fields, metrics
 
   def combine_perturb(

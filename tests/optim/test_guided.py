@@ -88,8 +88,9 @@ def test_mean_estimate_is_the_guided_es_covariance_times_the_gradient():
   np.testing.assert_allclose(g, want, atol=0.15)
 
 
-def _alpha_after(guide_fn, steps=60, dim=200):
-  """α after ``steps`` steps on ½‖θ − t‖² with guides from ``guide_fn(key, grad)``."""
+def _alpha_after(guide_fn, steps=60, dim=200, field="alpha"):
+  """α (or another field of the last ask) after ``steps`` steps on ½‖θ − t‖² with guides from
+  ``guide_fn(key, grad)``."""
   target = jnp.linspace(-1.0, 1.0, dim)
   est = optim.zo_estimator("guided", num_samples=2, source="guide", subspace_dim=1)
   theta, state = jnp.zeros(dim), est.init(jnp.zeros(dim))
@@ -101,7 +102,7 @@ def _alpha_after(guide_fn, steps=60, dim=200):
     guide = guide_fn(k_guide, theta - target)
     sets, asked = est.ask(k_ask, theta, state, scale=1e-3, guide=guide)
     g, state = est.tell(state, jax.vmap(loss)(sets), asked)
-    return theta - 1e-3 * g, state, asked.alpha
+    return theta - 1e-3 * g, state, getattr(asked, field)
 
   for key in jax.random.split(jax.random.key(3), steps):
     theta, state, alpha = step(theta, state, key)
@@ -114,6 +115,34 @@ def test_alpha_follows_the_guides_agreement():
   useless = _alpha_after(lambda key, grad: jax.random.normal(key, grad.shape))  # ρ ≈ 1/D
   assert good < 0.1 and useless > 0.9
   assert alpha_min <= good and useless <= 1 - alpha_min
+
+
+def test_measured_agreement_is_k_over_d_times_the_ratio_of_the_kinds_running_means():
+  est = optim.zo_estimator("guided", num_samples=2, source="guide", subspace_dim=2, alpha=0.5)
+  theta = jnp.zeros(D)
+  guide = jnp.arange(1.0, D + 1.0)
+  state = est.init(theta)
+  _, asked = est.ask(jax.random.key(0), theta, state, scale=0.1, guide=guide)
+  assert np.isnan(float(asked.agreement))  # nothing measured yet
+  # One guide in the subspace (rank k = 1): ρ̂ = (1/D) S_sub / S_full.
+  state = state._replace(sq_full=jnp.float32(4.0), sq_sub=jnp.float32(3.0), n_full=1, n_sub=1)
+  _, asked = est.ask(jax.random.key(0), theta, state, scale=0.1, guide=guide)
+  assert float(asked.agreement) == pytest.approx(3.0 / (4.0 * D))
+  state = state._replace(sq_sub=jnp.float32(1e3))  # clipped to 1: a share
+  _, asked = est.ask(jax.random.key(0), theta, state, scale=0.1, guide=guide)
+  assert float(asked.agreement) == 1.0
+  state = state._replace(n_sub=0)  # one kind unmeasured
+  _, asked = est.ask(jax.random.key(0), theta, state, scale=0.1, guide=guide)
+  assert np.isnan(float(asked.agreement))
+
+
+def test_measured_agreement_tells_an_exact_guide_from_a_random_one():
+  good = _alpha_after(lambda key, grad: grad, field="agreement")
+  useless = _alpha_after(lambda key, grad: jax.random.normal(key, grad.shape), field="agreement")
+  # ρ = 1 for the exact gradient, ρ ≈ k/D = 1/200 for a random guide; the running means are
+  # noisy (with α near α_min few full-space pairs are measured), the gap between them is not.
+  assert good > 0.2
+  assert useless < 0.02
 
 
 def test_without_any_usable_pair_the_estimate_is_zero_and_history_waits():
