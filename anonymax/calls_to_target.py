@@ -9,6 +9,14 @@ The task, for any run config (`task_config`):
   one-dimensional problem; with `Task.start_noise` σ > 0 the perturbed parameters start at
   θ_0 + σ ε instead (`noisy_start`; with a mask logit that paints little), a distortion whose
   way back has as many directions as there are perturbed parameters;
+* with `Task.start="privacy_only"` the anonymizer starts instead where a privacy-only run of
+  `Task.start_steps` steps (exact privacy gradients, no oracle call; `privacy_only_start`) left
+  it and its reviewer, and is trained with the run config's own trade-off (its λ and z*): the
+  way back to utility is to uncover what the questions need while the privacy term keeps the
+  private regions painted, so uncovering everything (the mask's bias, one coordinate) costs
+  privacy instead of being free. Each record then also has the anonymizer's mean absolute
+  change of the validation images at the start and at the end (`change_start`, `change_end`),
+  which shows whether a method got there by uncovering everything;
 * the target: the black box's mean NLL on the first `Task.validation` validation examples,
   anonymized, at most L_0 − p (L_0 − L_raw) (`Task.progress` p: p = ½ is half the way from the
   start L_0 to raw images), checked every `Task.eval_every` steps (those calls are not counted);
@@ -26,6 +34,7 @@ The task, for any run config (`task_config`):
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -35,6 +44,11 @@ from anonymax.types import STATUS_OK
 
 # Utility first: the Tchebycheff weights and ideal point of the task (see the module docstring).
 TASK_WEIGHTS = (0.999, 0.001)
+
+
+# Where a run starts: the painting mask of `Task.mask_init_logit` ("painted"), or a privacy-only
+# anonymizer ("privacy_only", `privacy_only_start`).
+STARTS = ("painted", "privacy_only")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +62,15 @@ class Task:
   mask_init_logit: float = 1.0
   progress: float = 0.5
   start_noise: float = 0.0
+  start: str = "painted"
+  start_steps: int = 200
+  start_a: float = 0.02
 
   def __post_init__(self):
+    if self.start not in STARTS:
+      raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+    if self.start_steps < 1 or not self.start_a > 0:
+      raise ValueError(f"start_steps must be ≥ 1 and start_a > 0: {self}")
     if not 0.0 < self.progress <= 1.0:
       raise ValueError(f"progress must be in (0, 1], got {self.progress}")
     if min(self.steps, self.eval_every, self.validation, self.batch_size) < 1:
@@ -62,9 +83,10 @@ def task_config(config, task: Task, *, a: float, seed: int):
   """A copy of the run `config` set up for the task, with step size `a` and training `seed`."""
   c = config.copy_and_resolve_references()
   c.optim.gains.a = float(a)
-  c.optim.scalarization.weights = TASK_WEIGHTS
-  c.optim.scalarization.ideal = (0.0, None)  # utility is always the objective Eq. 11 selects
-  c.anonymizer.mask_init_logit = task.mask_init_logit
+  if task.start == "painted":
+    c.optim.scalarization.weights = TASK_WEIGHTS
+    c.optim.scalarization.ideal = (0.0, None)  # utility is always the objective Eq. 11 selects
+    c.anonymizer.mask_init_logit = task.mask_init_logit
   c.batch_size = task.batch_size
   c.references = ()
   c.total_steps = task.steps
@@ -109,12 +131,51 @@ def noisy_start(config, params, sigma: float):
   return jax.tree.unflatten(treedef, out)
 
 
+# Privacy-only starts already trained in this process, by their config (each costs start_steps
+# steps; every method and step size of a seed starts from the same one).
+_PRIVACY_STARTS: dict[str, object] = {}
+
+
+def privacy_only_start(config, task: Task, state, oracle):
+  """`state` with the anonymizer and reviewer of a privacy-only run of `config`'s seed after
+  `task.start_steps` steps at step size `task.start_a` (`config.objective = "privacy_only"`:
+  θ_{k+1} = θ_k − a precondition(ρ h_k), no oracle call). The method's own optimizer and
+  estimator states stay fresh. Cached per config in the process."""
+  import jax  # noqa: PLC0415
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  from anonymax import experiment  # noqa: PLC0415
+
+  c = config.copy_and_resolve_references()
+  c.objective = "privacy_only"
+  c.optim.gains.a = float(task.start_a)
+  c.total_steps = task.start_steps
+  # What the privacy-only step does not read, so that every method shares one start.
+  c.optim.zo_method = "spsa"
+  if "guided" in c.optim:
+    c.optim.guided.source = "history"
+  key = json.dumps(c.to_dict(), sort_keys=True, default=str)
+  if key not in _PRIVACY_STARTS:
+    exp = experiment.build(c, oracle=oracle)
+    start, step_fn = exp.init_state(), exp.train_step()
+    for k in range(task.start_steps):
+      start, _ = step_fn(start, *exp.batch(k))
+    # Host copies: the training step donates its state's buffers.
+    _PRIVACY_STARTS[key] = jax.device_get(
+      (start.params, start.reviewer_vars, start.reviewer_opt_state)
+    )
+  params, reviewer_vars, reviewer_opt_state = jax.tree.map(jnp.array, _PRIVACY_STARTS[key])
+  return state.replace(
+    params=params, reviewer_vars=reviewer_vars, reviewer_opt_state=reviewer_opt_state
+  )
+
+
 def run(config, task: Task, oracle, validation: Validation, *, label: str | None = None) -> dict:
   """One training run of `config` (from `task_config`) until the target or `task.steps`.
 
   Returns {method (`label`, default config.optim.zo_method), a, seed, calls_to_target (None on
-  a miss), calls_counted, start_nll, raw_nll, target_nll, curve: [(step, calls, validation NLL),
-  ...]}.
+  a miss), calls_counted, start_nll, raw_nll, target_nll, change_start, change_end (the mean
+  absolute change of the validation images), curve: [(step, calls, validation NLL), ...]}.
   """
   import jax  # noqa: PLC0415
 
@@ -124,13 +185,21 @@ def run(config, task: Task, oracle, validation: Validation, *, label: str | None
   exp = experiment.build(config, oracle=oracle)
   apply = jax.jit(lambda p, x: exp.anonymizer.apply({"params": p}, x))
 
+  x = validation.visuals.astype(np.float32) / 255.0
+
   def val_loss(params) -> float:
-    x = validation.visuals.astype(np.float32) / 255.0
     return validation.loss(to_uint8(np.asarray(apply(params, x))))
 
+  def change(params) -> float:
+    """The anonymizer's mean absolute change of the validation images (in [0, 1])."""
+    return float(np.mean(np.abs(np.asarray(apply(params, x)) - x)))
+
   state = exp.init_state()
+  if task.start == "privacy_only":
+    state = privacy_only_start(config, task, state, oracle)
   if task.start_noise > 0:
     state = state.replace(params=noisy_start(config, state.params, task.start_noise))
+  change_start = change(state.params)
   start, raw = val_loss(state.params), validation.loss(validation.visuals)
   target = start - task.progress * (start - raw)
   step_fn = exp.train_step()
@@ -161,6 +230,8 @@ def run(config, task: Task, oracle, validation: Validation, *, label: str | None
     "start_nll": start,
     "raw_nll": raw,
     "target_nll": target,
+    "change_start": change_start,
+    "change_end": change(state.params),
     "curve": curve,
   }
 

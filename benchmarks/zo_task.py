@@ -7,7 +7,12 @@ v2 and counts the black box's training calls until the anonymizer reaches a fixe
 
 * the task: the anonymizer starts painting most of every image (`mask_init_logit`, m ≈ 0.73),
   so the black box's utility loss is high, and is trained utility-first (λ = (0.999, 0.001)):
-  the zeroth-order estimate does the work, the exact privacy gradient barely weighs;
+  the zeroth-order estimate does the work, the exact privacy gradient barely weighs. From there
+  one coordinate (the mask's bias) goes most of the way to the target, whatever the method;
+  `--start=privacy_only` starts instead from a privacy-only anonymizer (`--start_steps` exact
+  privacy steps, no oracle call) trained with the run's own trade-off (`--weights`,
+  `--utility_ideal`, `--privacy_loss`): the way back to utility is to uncover what the questions
+  need while the privacy term keeps the private regions painted;
 * the target: the black box's mean NLL on the first `--validation` validation examples,
   anonymized, at most L_0 − p (L_0 − L_raw) (`--progress` p = ½: half the way from the start L_0
   to raw images),
@@ -79,6 +84,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "a way back with many directions (anonymax/calls_to_target.py)",
   )  # fmt: skip
   p.add_argument(
+    "--start", choices=("painted", "privacy_only"), default="painted",
+    help="painted: the mask of --mask_init_logit, trained utility-first; privacy_only: where "
+    "--start_steps privacy-only steps left the anonymizer, trained with the run's own trade-off "
+    "(--weights, --utility_ideal, --privacy_loss), so uncovering everything costs privacy",
+  )  # fmt: skip
+  p.add_argument("--start_steps", type=int, default=200, help="privacy-only steps (--start)")
+  p.add_argument(
+    "--weights", default=None,
+    help="λ (utility,privacy) of the run, e.g. 0.9,0.1 (default: the config's; --start=privacy_only)",
+  )  # fmt: skip
+  p.add_argument(
+    "--utility_ideal", type=float, default=None, help="z*_utility of the run (default: the config's)"
+  )  # fmt: skip
+  p.add_argument(
+    "--privacy_loss", default=None, choices=("neg_entropy", "bce_to_half", "neg_bce"),
+    help="the run's privacy loss (default: the config's)",
+  )  # fmt: skip
+  p.add_argument(
     "--plain", action="store_true",
     help="plain steps θ − a_k d_k (optim.precondition.kind=none) instead of Adam's: a step "
     "size that cannot jump to the target in a few steps, so the direction's quality counts",
@@ -99,6 +122,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.error(f"--start_noise must be ≥ 0, got {args.start_noise}")
   if not 0.0 < args.progress <= 1.0:
     p.error(f"--progress must be in (0, 1], got {args.progress}")
+  if args.weights is not None:
+    try:
+      args.weights = tuple(float(w) for w in args.weights.split(","))
+    except ValueError:
+      p.error(f"--weights: two numbers (utility,privacy), got {args.weights!r}")
+    if len(args.weights) != 2 or min(args.weights) < 0 or sum(args.weights) <= 0:
+      p.error(f"--weights: two non-negative numbers (utility,privacy), got {args.weights}")
+  if args.start_steps < 1:
+    p.error(f"--start_steps must be ≥ 1, got {args.start_steps}")
   if min(args.eval_every, args.steps, args.seeds, args.tune_seeds) < 1 or args.extensions < 0:
     p.error("--steps, --eval_every, --seeds and --tune_seeds must be at least 1, --extensions 0")
   return args
@@ -114,6 +146,12 @@ def base_config(args, method: str):
     c.optim.guided.source = GUIDED[method]
   if args.plain:
     c.optim.precondition.kind = "none"
+  if args.weights is not None:
+    c.optim.scalarization.weights = args.weights
+  if args.utility_ideal is not None:
+    c.optim.scalarization.ideal = (args.utility_ideal, c.optim.scalarization.ideal[1])
+  if args.privacy_loss is not None:
+    c.privacy_loss = args.privacy_loss
   if args.data_dir:
     c.data.data_dir = args.data_dir
   if args.cache_dir:
@@ -128,7 +166,7 @@ def task(args):
   return Task(
     steps=args.steps, eval_every=args.eval_every, validation=args.validation,
     batch_size=args.batch_size, mask_init_logit=args.mask_init_logit, progress=args.progress,
-    start_noise=args.start_noise,
+    start_noise=args.start_noise, start=args.start, start_steps=args.start_steps,
   )  # fmt: skip
 
 

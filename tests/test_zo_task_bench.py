@@ -180,3 +180,63 @@ def test_the_validation_loss_averages_only_what_the_black_box_scored(tmp_path):
   config.data.data_dir = str(tmp_path)
   validation = calls_to_target.Validation(config, HalfFailing(), 8)
   assert validation.loss(validation.visuals) == 1.0  # not 0.5
+
+
+def test_the_privacy_only_start_is_a_privacy_only_run_shared_by_every_method(tmp_path):
+  from anonymax import experiment
+  from tests.test_train import SpyOracle
+
+  argv = ["--smoke", "--start", "privacy_only", "--start_steps", "3", "--weights", "0.7,0.3",
+          "--data_dir", str(tmp_path)]  # fmt: skip
+  args = bench.parse_args(argv)
+  task = bench.task(args)
+  assert (task.start, task.start_steps) == ("privacy_only", 3)
+  spy = SpyOracle()
+  starts = {}
+  for method in ("spsa", "guided"):
+    config = calls_to_target.task_config(bench.base_config(args, method), task, a=0.3, seed=2)
+    # The run keeps its own trade-off and mask (no utility-first override), and the tuned a.
+    assert tuple(config.optim.scalarization.weights) == (0.7, 0.3)
+    assert config.anonymizer.mask_init_logit == bench.base_config(args, method).anonymizer.get(
+      "mask_init_logit"
+    )
+    assert config.optim.gains.a == 0.3
+    fresh = experiment.build(config, oracle=spy).init_state()
+    starts[method] = (fresh, calls_to_target.privacy_only_start(config, task, fresh, spy))
+  assert spy.received == []  # a privacy-only start calls no black box
+
+  # By hand: three privacy-only steps at the task's step size from the same seed.
+  c = calls_to_target.task_config(bench.base_config(args, "spsa"), task, a=task.start_a, seed=2)
+  c.objective = "privacy_only"
+  exp = experiment.build(c, oracle=spy)
+  want, step = exp.init_state(), exp.train_step()
+  for k in range(3):
+    want, _ = step(want, *exp.batch(k))
+  for fresh, got in starts.values():
+    for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(got.reviewer_vars), jax.tree.leaves(want.reviewer_vars)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    moved = [np.abs(np.asarray(a) - np.asarray(b)).max()
+             for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(fresh.params))]  # fmt: skip
+    assert max(moved) > 0
+    # The method's own optimizer and estimator states stay those of a fresh run.
+    for a, b in zip(jax.tree.leaves(got.zo_state), jax.tree.leaves(fresh.zo_state)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [({"start": "trained"}, "start must be one of"), ({"start_steps": 0}, "start_steps must be")],
+)
+def test_bad_starts_are_refused(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    calls_to_target.Task(**kwargs)
+
+
+@pytest.mark.parametrize(
+  "argv", [["--weights", "0.9"], ["--weights", "a,b"], ["--start_steps", "0"]]
+)
+def test_bad_trade_off_flags_stop_with_usage(argv):
+  with pytest.raises(SystemExit):
+    bench.parse_args(argv)
