@@ -52,6 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--learning_rate", type=float, default=None, help="... .learning_rate")
   p.add_argument("--diff_weight", type=float, default=None, help="... .diff_weight")
   p.add_argument("--level_weight", type=float, default=None, help="... .level_weight")
+  p.add_argument("--replay", type=int, default=None, help="... .replay (past steps refitted)")
+  p.add_argument("--fit_steps", type=int, default=None, help="... .fit_steps (Adam steps a step)")
   p.add_argument("--data_dir", default=None, help="TFDS data folder (default: TFDS's)")
   p.add_argument("--cache_dir", default=None, help="the reference black box's cache folder")
   args = p.parse_args(argv)
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     base.data.data_dir = args.data_dir
   if args.cache_dir:
     base.oracle.reference.cache_dir = args.cache_dir
-  for field in ("width", "learning_rate", "diff_weight", "level_weight"):
+  for field in ("width", "learning_rate", "diff_weight", "level_weight", "replay", "fit_steps"):
     if getattr(args, field) is not None:
       base.online_surrogate[field] = getattr(args, field)
   task = calls_to_target.Task(steps=args.steps, batch_size=args.batch_size)

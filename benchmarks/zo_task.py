@@ -106,6 +106,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     help="plain steps θ − a_k d_k (optim.precondition.kind=none) instead of Adam's: a step "
     "size that cannot jump to the target in a few steps, so the direction's quality counts",
   )  # fmt: skip
+  p.add_argument(
+    "--replay", type=int, default=None,
+    help="the online surrogate's replay memory, in past steps (guided; default: the config's)",
+  )  # fmt: skip
+  p.add_argument(
+    "--fit_steps", type=int, default=None,
+    help="the online surrogate's Adam steps per training step (guided; default: the config's)",
+  )  # fmt: skip
   p.add_argument("--plot", default=None, help="write validation NLL against calls here (PNG)")
   p.add_argument(
     "--from_log", default=None,
@@ -131,6 +139,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       p.error(f"--weights: two non-negative numbers (utility,privacy), got {args.weights}")
   if args.start_steps < 1:
     p.error(f"--start_steps must be ≥ 1, got {args.start_steps}")
+  if args.replay is not None and args.replay < 0:
+    p.error(f"--replay must be ≥ 0, got {args.replay}")
+  if args.fit_steps is not None and args.fit_steps < 1:
+    p.error(f"--fit_steps must be ≥ 1, got {args.fit_steps}")
   if min(args.eval_every, args.steps, args.seeds, args.tune_seeds) < 1 or args.extensions < 0:
     p.error("--steps, --eval_every, --seeds and --tune_seeds must be at least 1, --extensions 0")
   return args
@@ -146,6 +158,9 @@ def base_config(args, method: str):
     c.optim.guided.source = GUIDED[method]
   if args.plain:
     c.optim.precondition.kind = "none"
+  for field in ("replay", "fit_steps"):
+    if getattr(args, field) is not None:
+      c.online_surrogate[field] = getattr(args, field)
   if args.weights is not None:
     c.optim.scalarization.weights = args.weights
   if args.utility_ideal is not None:

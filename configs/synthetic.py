@@ -217,8 +217,11 @@ def build(variants: dict) -> ml_collections.ConfigDict:
   )  # fmt: skip
   c.optim.guided.alpha = ml_collections.FieldReference(None, field_type=float)
   # The online surrogate s_φ (used with source "guide"): its width, Adam's rate, the weights of
-  # its fit's pair-difference and loss-level terms.
-  c.online_surrogate = dict(width=16, learning_rate=1e-3, diff_weight=1.0, level_weight=1.0)
+  # its fit's pair-difference and loss-level terms, the past steps its fit replays (0: this
+  # step's pairs only) and its Adam steps per training step.
+  c.online_surrogate = dict(
+    width=16, learning_rate=1e-3, diff_weight=1.0, level_weight=1.0, replay=0, fit_steps=1
+  )
   c.optim.scalarization = dict(
     kind=args["scal"],
     # λ: utility first. Tchebycheff equalises λ_i (L_i − z*_i), so with equal weights the

@@ -60,6 +60,7 @@ def test_fitted_on_answered_pairs_its_guide_agrees_with_the_true_gradient():
   flat, unravel = ravel_pytree(theta)
   black_box = lambda images: images[..., 0].mean(axis=(1, 2))  # noqa: E731
   zo_state = sur.init(0, (), x[:1])
+  fit = jax.jit(sur.fit, static_argnums=4)  # as inside the step (eagerly, each scan recompiles)
   initial = None
   c = 0.3
   for k in range(300):
@@ -70,7 +71,7 @@ def test_fitted_on_answered_pairs_its_guide_agrees_with_the_true_gradient():
     anonymized = jnp.concatenate([anonymizer.apply({"params": p}, x) for p in sets])
     losses = black_box(anonymized)
     status = jnp.full(losses.shape, STATUS_OK)
-    zo_state, value = sur.fit(zo_state, anonymized, losses, status, 2, c)
+    zo_state, value = fit(zo_state, anonymized, losses, status, 2, c)
     initial = float(value) if initial is None else initial
   assert float(value) < 0.2 * initial
   guide = ravel_pytree(sur.guide(anonymizer, theta, zo_state, x))[0]
@@ -137,3 +138,107 @@ def test_the_fit_pairs_set_i_with_set_q_plus_i_as_the_guided_estimator_asks():
   w = np.asarray(sets["w"])
   np.testing.assert_allclose(w[:q] - params["w"], -(w[q:] - params["w"]), atol=1e-6)
   assert np.abs(w[:q] - params["w"]).max() > 0
+
+
+def _one_step(key, q=2, batch=3, shape=(8, 8, 3)):
+  n = 2 * q * batch
+  x = jax.random.uniform(key, (n, *shape))
+  losses = jax.random.uniform(jax.random.fold_in(key, 1), (n,))
+  return x, losses, jnp.full(n, STATUS_OK)
+
+
+def _replaying(replay, fit_steps=1, step_size=12):
+  return online_surrogate.OnlineSurrogate(
+    online_surrogate.LossSurrogate(width=4), optax.adam(1e-2), 0.5, 2.0,
+    replay=replay, step_size=step_size, fit_steps=fit_steps,
+  )  # fmt: skip
+
+
+def test_the_loss_of_stacked_steps_pools_their_terms_by_hand():
+  """ℓ over T = 2 stacked steps (each with its own c) is the mean over all their pair and level
+  terms, not the mean of the two steps' losses (they differ where the counts differ)."""
+  sur, q, batch = _replaying(0), 2, 3
+  (xa, la, sa), (xb, lb, sb) = _one_step(jax.random.key(4)), _one_step(jax.random.key(5))
+  sb = sb.at[0].set(STATUS_FAILED).at[7].set(STATUS_FAILED)  # step b has fewer terms
+  params = sur.init(0, (), xa[:1]).surrogate.params
+  cs = (0.05, 0.2)
+  value = sur.loss(params, jnp.stack([xa, xb]), jnp.stack([la, lb]), jnp.stack([sa, sb]), 4, cs)
+
+  diffs, levels = [], []
+  for x, losses, status, c in ((xa, la, sa, cs[0]), (xb, lb, sb, cs[1])):
+    pred = np.asarray(sur.predict(params, x), np.float64).reshape(2, q, batch)
+    target = np.asarray(losses, np.float64).reshape(2, q, batch)
+    ok = (np.asarray(status) == STATUS_OK).reshape(2, q, batch)
+    pair = ok[0] & ok[1]
+    diffs.append((((pred[0] - pred[1]) - (target[0] - target[1])) / (2 * c))[pair])
+    levels.append((pred - target)[ok])
+  expected = 2.0 * (np.concatenate(diffs) ** 2).mean() + 0.5 * (np.concatenate(levels) ** 2).mean()
+  np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+  steps = ((xa, la, sa, cs[0]), (xb, lb, sb, cs[1]))
+  separate = [sur.loss(params, x, losses, status, 4, c) for x, losses, status, c in steps]
+  assert abs(float(value) - float(np.mean(separate))) > 1e-6
+
+
+def test_an_empty_replay_memory_weighs_nothing_and_fills_newest_first():
+  with_memory, without = _replaying(2), _replaying(0)
+  steps = [_one_step(jax.random.key(10 + k)) for k in range(3)]
+  a, b = with_memory.init(0, (), steps[0][0][:1]), without.init(0, (), steps[0][0][:1])
+  assert a.surrogate.replay.visuals.shape == (2, 12, 8, 8, 3) and b.surrogate.replay is None
+  # First step: the memory is empty (its slots are not STATUS_OK), so the fit is the plain one.
+  a, value_a = with_memory.fit(a, *steps[0], 4, 0.1)
+  b, value_b = without.fit(b, *steps[0], 4, 0.1)
+  np.testing.assert_allclose(float(value_a), float(value_b), rtol=1e-6)
+  for p, r in zip(jax.tree.leaves(a.surrogate.params), jax.tree.leaves(b.surrogate.params)):
+    np.testing.assert_allclose(np.asarray(p), np.asarray(r), rtol=1e-6, atol=1e-7)
+  a, _ = with_memory.fit(a, *steps[1], 4, 0.2)
+  before_third = a.surrogate.params
+  a, value = with_memory.fit(a, *steps[2], 4, 0.3)
+  memory = a.surrogate.replay
+  # After three steps it holds steps 2 and 1 (newest first); step 0 fell out.
+  np.testing.assert_array_equal(np.asarray(memory.visuals[0]), np.asarray(steps[2][0]))
+  np.testing.assert_array_equal(np.asarray(memory.losses[1]), np.asarray(steps[1][1]))
+  np.testing.assert_allclose(np.asarray(memory.c), [0.3, 0.2], rtol=1e-6)
+  assert (np.asarray(memory.status) == STATUS_OK).all()
+  # The third fit's ℓ was measured on all three steps, pooled.
+  stacked = [jnp.stack([s[i] for s in (steps[2], steps[1], steps[0])]) for i in range(3)]
+  pooled = with_memory.loss(before_third, *stacked, 4, (0.3, 0.2, 0.1))
+  newest = with_memory.loss(before_third, *steps[2], 4, 0.3)
+  np.testing.assert_allclose(float(value), float(pooled), rtol=1e-5)
+  assert abs(float(value) - float(newest)) > 1e-6
+
+
+def test_fit_steps_adam_steps_equal_as_many_successive_fits_on_the_same_answers():
+  x, losses, status = _one_step(jax.random.key(20))
+  three, one = _replaying(0, fit_steps=3), _replaying(0, fit_steps=1)
+  a, first = three.fit(three.init(0, (), x[:1]), x, losses, status, 4, 0.1)
+  b = one.init(0, (), x[:1])
+  values = []
+  for _ in range(3):
+    b, v = one.fit(b, x, losses, status, 4, 0.1)
+    values.append(float(v))
+  np.testing.assert_allclose(float(first), values[0], rtol=1e-6)  # ℓ before the first step
+  assert values[2] < values[0]
+  for p, r in zip(jax.tree.leaves(a.surrogate), jax.tree.leaves(b.surrogate)):
+    np.testing.assert_allclose(np.asarray(p), np.asarray(r), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_replay_settings_are_refused_with_their_names():
+  guided = synthetic.get_config("smoke,zo=guided_surrogate")
+  guided.online_surrogate.replay = 3
+  guided.online_surrogate.fit_steps = 2
+  sur = online_surrogate.from_config(guided)
+  assert (sur.replay, sur.fit_steps) == (3, 2)
+  assert sur.step_size == 2 * guided.optim.num_samples * guided.batch_size
+  guided.online_surrogate.replay = -1
+  with pytest.raises(ValueError, match="replay must be ≥ 0"):
+    online_surrogate.from_config(guided)
+  guided.online_surrogate.replay = 1
+  guided.online_surrogate.fit_steps = 0
+  with pytest.raises(ValueError, match="fit_steps must be ≥ 1"):
+    online_surrogate.from_config(guided)
+  with pytest.raises(ValueError, match="step_size ≥ 1"):
+    _replaying(2, step_size=0)
+  wrong = _replaying(2, step_size=6)  # the memory is sized for 6 anonymizations a step
+  x, losses, status = _one_step(jax.random.key(0))
+  with pytest.raises(ValueError, match="replay memory holds steps of"):
+    wrong.fit(wrong.init(0, (), x[:1]), x, losses, status, 4, 0.1)

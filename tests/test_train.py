@@ -165,9 +165,15 @@ def test_failed_samples_are_skipped_and_counted(shared_dirs):
 
 
 def _zo_overrides(zo_method: str) -> dict:
-  """Config overrides of a method name; "guided_surrogate" guides with the online surrogate."""
+  """Config overrides of a method name; "guided_surrogate" guides with the online surrogate,
+  "guided_replay" with one that refits on a replay memory of past steps."""
   if zo_method == "guided_surrogate":
     return {"optim.zo_method": "guided", "optim.guided.source": "guide"}
+  if zo_method == "guided_replay":
+    return {
+      "optim.zo_method": "guided", "optim.guided.source": "guide",
+      "online_surrogate.replay": 2, "online_surrogate.fit_steps": 2,
+    }  # fmt: skip
   return {"optim.zo_method": zo_method}
 
 
@@ -187,7 +193,9 @@ def test_a_step_with_no_usable_answer_leaves_the_anonymizer_unchanged(
 
 
 # The stateful estimators carry their state from tell to the next ask through both steps.
-@pytest.mark.parametrize("zo_method", ["ours", "cma_es", "guided", "reinforce", "guided_surrogate"])
+@pytest.mark.parametrize(
+  "zo_method", ["ours", "cma_es", "guided", "reinforce", "guided_surrogate", "guided_replay"]
+)
 def test_pipelined_step_equals_the_reference_step_bit_for_bit(shared_dirs, zo_method):
   """Several steps from one state: the same pixels sent and the same parameters (bit for bit
   for the paper's estimator, to float32 rounding for the others; with the online surrogate its

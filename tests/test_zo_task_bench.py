@@ -69,6 +69,8 @@ def test_each_method_is_tuned_on_seed_0_and_reported_on_the_others(tmp_path, cap
     ["--progress", "1.5"],
     ["--tune_seeds", "0"],
     ["--extensions", "-1"],
+    ["--replay", "-1"],
+    ["--fit_steps", "0"],
   ],
 )
 def test_bad_arguments_stop_with_usage(argv):
@@ -120,6 +122,11 @@ def test_the_two_guided_rows_differ_only_in_their_guide_source():
   assert guided.optim.precondition.kind == "adam"
   plain = bench.base_config(bench.parse_args(["--smoke", "--plain"]), "spsa")
   assert plain.optim.precondition.kind == "none"
+  replaying = bench.base_config(
+    bench.parse_args(["--smoke", "--replay=8", "--fit_steps=4"]), "guided"
+  )
+  assert (replaying.online_surrogate.replay, replaying.online_surrogate.fit_steps) == (8, 4)
+  assert (guided.online_surrogate.replay, guided.online_surrogate.fit_steps) == (0, 1)
 
 
 def test_the_noisy_start_moves_only_the_perturbed_parameters_the_same_way_per_seed(tmp_path):
