@@ -184,16 +184,20 @@ class OnlineSurrogate:
     """ℓ(φ) of the module docstring on one step's [S·B, ...] anonymizations (set-major,
     pluses then minuses) and their per-sample losses and statuses [S·B], or on T steps of them
     stacked ([T, S·B, ...], [T, S·B], c_k [T]): the means then pool every step's terms."""
-    steps = sample_losses.reshape(-1, sample_losses.shape[-1]).shape[0]
+    lead = sample_losses.shape[:-1]  # () for one step, (T,) for T stacked
     q = num_sets // 2
     batch = sample_losses.shape[-1] // num_sets
-    ok = status.reshape(steps, 2, q, batch) == STATUS_OK
-    pair = ok[:, 0] & ok[:, 1]
-    target = jnp.where(ok, sample_losses.reshape(steps, 2, q, batch), 0.0)
-    visuals = anonymized.reshape((-1, *anonymized.shape[sample_losses.ndim :]))
-    pred = self.predict(phi, visuals).reshape(steps, 2, q, batch)
-    scale = 2.0 * jnp.reshape(jnp.asarray(c_k, jnp.float32), (steps, 1, 1))
-    diff = ((pred[:, 0] - pred[:, 1]) - (target[:, 0] - target[:, 1])) / scale
+    shape = (*lead, 2, q, batch)
+    ok = status.reshape(shape) == STATUS_OK
+    target = jnp.where(ok, sample_losses.reshape(shape), 0.0)
+    visuals = anonymized.reshape((-1, *anonymized.shape[len(lead) + 1 :]))
+    pred = self.predict(phi, visuals).reshape(shape)
+    scale = 2.0 * jnp.asarray(c_k, jnp.float32)
+    if lead:  # each stacked step's own c, broadcast over its pairs
+      scale = scale.reshape((*lead, 1, 1))
+    plus, minus = (..., 0, slice(None), slice(None)), (..., 1, slice(None), slice(None))
+    diff = ((pred[plus] - pred[minus]) - (target[plus] - target[minus])) / scale
+    pair = ok[plus] & ok[minus]
     diff_term = jnp.sum(jnp.where(pair, diff**2, 0.0)) / jnp.maximum(jnp.sum(pair), 1)
     level_term = jnp.sum(jnp.where(ok, (pred - target) ** 2, 0.0)) / jnp.maximum(jnp.sum(ok), 1)
     return self.diff_weight * diff_term + self.level_weight * level_term
@@ -202,12 +206,13 @@ class OnlineSurrogate:
     """`fit_steps` Adam steps of φ on ℓ over this step and the replay memory, which then takes
     this step in; returns (the new zo_state, ℓ before the first step)."""
     s = zo_state.surrogate
-    x = jax.lax.stop_gradient(anonymized.astype(jnp.float32))[None]
-    losses = sample_losses.astype(jnp.float32)[None]
-    status = jnp.asarray(status, jnp.int32)[None]
-    c = jnp.reshape(jnp.asarray(c_k, jnp.float32), (1,))
+    x = jax.lax.stop_gradient(anonymized.astype(jnp.float32))
+    losses, c = sample_losses.astype(jnp.float32), c_k
     replay = s.replay
-    if replay is not None:
+    if replay is not None:  # this step stacked before the memory's R: [R + 1, S·B, ...]
+      x, losses = x[None], losses[None]
+      status = jnp.asarray(status, jnp.int32)[None]
+      c = jnp.reshape(jnp.asarray(c_k, jnp.float32), (1,))
       if replay.visuals.shape[1:] != x.shape[1:]:
         raise ValueError(
           f"OnlineSurrogate.fit: the replay memory holds steps of {replay.visuals.shape[1:]}"
@@ -226,10 +231,14 @@ class OnlineSurrogate:
       updates, opt_state = self.tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), value
 
-    (params, opt_state), values = jax.lax.scan(
-      adam_step, (s.params, s.opt_state), None, length=self.fit_steps
-    )
-    return zo_state._replace(surrogate=SurrogateState(params, opt_state, replay)), values[0]
+    if self.fit_steps == 1:  # no loop: the same program, to the bit, as before fit_steps existed
+      (params, opt_state), value = adam_step((s.params, s.opt_state), None)
+    else:
+      (params, opt_state), values = jax.lax.scan(
+        adam_step, (s.params, s.opt_state), None, length=self.fit_steps
+      )
+      value = values[0]
+    return zo_state._replace(surrogate=SurrogateState(params, opt_state, replay)), value
 
 
 def from_config(config) -> NoSurrogate | OnlineSurrogate:
