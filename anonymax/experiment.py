@@ -35,8 +35,10 @@ from anonymax.step.pipelined import PipelinedStep, make_train_step
 # What an anonymizer is trained for (`config.objective`): the paper's two objectives; privacy
 # alone (utility weight 0: no black box at all; a reference row of the evaluation); or both
 # objectives with a white-box surrogate of the utility trained on raw images in the black box's
-# place (the surrogate-model baseline rows; `anonymax.step.white_box`).
-OBJECTIVES = ("utility_and_privacy", "privacy_only", "surrogate_model")
+# place (the surrogate-model baseline rows; `anonymax.step.white_box`); or, as a diagnostic
+# only the reference black box allows, both objectives with the black box's own exact gradient
+# ("exact_utility": what the method would reach if its utility estimate were exact).
+OBJECTIVES = ("utility_and_privacy", "privacy_only", "surrogate_model", "exact_utility")
 
 
 def needs_oracle(config) -> bool:
@@ -147,6 +149,17 @@ class Experiment:
     )
 
   @functools.cached_property
+  def exact_utility(self) -> white_box.ExactUtility:
+    """The reference black box's own differentiable loss on the utility split's queries."""
+    nll_of = getattr(self.oracle, "differentiable_nll", None)
+    if nll_of is None:
+      raise ValueError(
+        f"config.objective='exact_utility' needs the reference black box (config.oracle.kind="
+        f"'reference'), the only one with an exact gradient; this run's is {self.oracle.name!r}"
+      )
+    return white_box.ExactUtility(nll_of(self.utility.queries))
+
+  @functools.cached_property
   def oracle(self) -> Oracle:
     """The black box: the one passed to `build`, else `config.oracle`'s (built on first use)."""
     if self.given_oracle is not None:
@@ -215,13 +228,14 @@ class Experiment:
     """The step that training runs: `anonymax.step.pipelined`'s, or for a privacy-only
     anonymizer `anonymax.step.privacy_only`'s and for a surrogate-model row
     `anonymax.step.white_box`'s (neither builds an oracle)."""
-    if self.config.get("objective") == "surrogate_model":
+    objective = self.config.get("objective")
+    if objective in ("surrogate_model", "exact_utility"):
       return white_box.make_white_box_step(
         self.anonymizer,
         self.reviewer,
         self.optimizer,
         self.reviewer_tx,
-        self.surrogate,
+        self.surrogate if objective == "surrogate_model" else self.exact_utility,
         privacy_loss=self.config.privacy_loss,
         utility_ideal=float(self.config.optim.scalarization.ideal[0]),
       )

@@ -8,6 +8,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from anonymax import anonymizer, evaluation_rows, experiment, surrogate_utility, train
@@ -134,3 +135,51 @@ def saved_config(workdir):
   from anonymax import run_config  # noqa: PLC0415
 
   return run_config.load(str(workdir))
+
+
+def test_the_exact_utility_step_descends_the_reference_black_box_s_own_gradient(
+  shared_dirs, tmp_path
+):
+  """objective="exact_utility": g_k = ∇_θ mean_b L(f_A(x_b; θ)) of the reference black box's own
+  loss (the upper bound of what the estimate could give), combined as in the white-box step, and
+  no answer is asked for."""
+  config = smoke_config(
+    shared_dirs,
+    objective="exact_utility",
+    **{
+      "optim.scalarization.kind": "weighted_sum",
+      "optim.scalarization.weights": (0.75, 0.25),
+      "optim.precondition.kind": "none",
+      "optim.privacy_grad_scale": 2.0,
+    },
+  )
+  exp = experiment.build(config, workdir=str(tmp_path))  # the config's reference black box
+  assert not exp.needs_oracle
+  state = exp.init_state()
+  u_visuals, u_ids, p_visuals, p_labels = exp.batch(0)
+  new_state, metrics = exp.train_step()(state, u_visuals, u_ids, p_visuals, p_labels)
+
+  nll, module = exp.oracle.differentiable_nll(exp.utility.queries), exp.anonymizer
+  x_u = parts.to_unit(u_visuals)
+  l_u, g = jax.value_and_grad(
+    lambda theta: jnp.mean(nll(module.apply({"params": theta}, x_u), u_ids))
+  )(state.params)
+  _, h = parts.privacy_value_and_grad(
+    module, exp.reviewer, exp.config.privacy_loss, state.params, state.reviewer_vars,
+    parts.to_unit(p_visuals), p_labels,
+  )  # fmt: skip
+  a0 = float(exp.optimizer.learning_rate(state.opt_state))
+  expected = jax.tree.map(
+    lambda t, gu, gp: t - a0 * (0.75 * gu + 0.25 * 2.0 * gp), state.params, g, h
+  )
+  for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected), strict=True):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(float(metrics["l_surrogate"]), float(l_u), rtol=1e-5)
+  assert float(optax.tree.norm(g)) > 0 and int(new_state.oracle_samples) == 0
+
+
+def test_the_exact_utility_objective_refuses_a_black_box_without_a_gradient(shared_dirs, tmp_path):
+  config = smoke_config(shared_dirs, objective="exact_utility")
+  exp = experiment.build(config, workdir=str(tmp_path), oracle=SpyOracle())
+  with pytest.raises(ValueError, match="needs the reference black box.*'spy'"):
+    exp.train_step()

@@ -14,9 +14,16 @@ inputs is placed at the black box's ideal z*_utility (its raw-input loss), so th
 selection compares the same quantity as in the method's step; the gradient is ∇ℓ_s unchanged.
 The critical history is not used: it stabilises zeroth-order estimates, and g_k is exact.
 The reviewer alternates as in the full step.
+
+With `ExactUtility` in s_φ's place (`config.objective = "exact_utility"`), ℓ_s is the reference
+black box's own loss, so g_k is the true utility gradient that the method's step estimates:
+a diagnostic upper bound (no real black box has a gradient), not a baseline.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +32,16 @@ from jax.flatten_util import ravel_pytree
 
 from anonymax.step import parts
 from anonymax.step.state import TrainState
+
+
+class ExactUtility(NamedTuple):
+  """The reference black box's differentiable loss (`ReferenceOracle.differentiable_nll` of the
+  utility split's queries) in the surrogate's place: `losses(x, rows)` = L(x_i, q_rows_i)."""
+
+  nll: Callable
+
+  def losses(self, visuals: jax.Array, example_ids: jax.Array) -> jax.Array:
+    return self.nll(visuals, example_ids)
 
 
 def make_white_box_step(
