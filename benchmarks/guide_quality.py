@@ -22,7 +22,8 @@ seed and step size) and prints at every step, over the perturbed subset,
 random_share=<k/D> alpha_median=<α> agreement_median=<ρ̂> dims=<D>` (medians over the steps
 after the first `--warmup`; α is the share of full-space pairs the estimator chose from its
 measured agreement ρ̂, the estimator's own reading of subspace_share from its pairs). The surrogate's
-settings can be changed with --width, --learning_rate, --diff_weight and --level_weight.
+settings can be changed with --width, --learning_rate, --diff_weight, --level_weight, --replay
+(past steps refitted) and --fit_steps (Adam steps per training step).
 
   python benchmarks/guide_quality.py              # 2 to 3 min on 2 cores
   python benchmarks/guide_quality.py --smoke      # tiny sizes (the tests)
